@@ -1,0 +1,109 @@
+"""Convolutional potentials psi: R^(1x28x28) -> R, whose gradient is an image-to-image map.
+
+One architecture, two modes, so that a comparison isolates the constraint and nothing else:
+
+* ``convex=False``: an unconstrained conv net with smooth activations, the potential of the
+  Brenier-GAN (Drygala, Gottschalk, Kruse, Martin, Muetze 2025, arXiv 2504.19779), whose
+  convexity is only *promoted* by a penalty during training;
+* ``convex=True``: an input-convex conv net (Amos, Xu, Kolter, "Input Convex Neural Networks",
+  ICML 2017, Prop. 1): hidden-to-hidden kernels and output weights are non-negative (softplus
+  reparameterisation), activations convex and non-decreasing, skip connections from the input
+  unconstrained, hence psi is convex in x by construction.
+
+Layout (x: B x 1 x 28 x 28, c1/c2 channels, h hidden units)::
+
+    z1  = s(C1 x + b1)                      14 x 14 x c1
+    z2  = s(C2 z1 + S2 x + b2)              7 x 7 x c2
+    z3  = s(L3 vec(z2) + S3 vec(x) + b3)    h
+    psi = w . z3
+
+Backpropagating psi to x runs a DCGAN-like decoder (dense -> transposed conv -> transposed conv),
+its weights tied to the encoder and gated by s'(.) of the forward pass: grad psi has the shape
+and size of a small DCGAN generator whose "latent code" is s'(z3) in R^h.
+
+Activations (both convex and non-decreasing, so both modes can use either):
+
+* ``softplus``: s'' <= 1/4, so grad psi is globally Lipschitz and the pushed-forward density
+  stays bounded, and s is C-infinity;
+* ``recu``: max(0, t)^3 of the paper (C^2, Lipschitz density on bounded sets), but s'' = 6 t is
+  unbounded and depth composes cubics.
+
+Measured at initialisation (default sizes, 1000 draws x ~ N(0, I_784)): with softplus
+|grad psi(2x)| / |grad psi(x)| = 2^0.09 and p99/median of |grad psi(x)| = 1.05; with ReCU the ratio is
+2^17.3 and p99/median 2.47 (2^10.5 and 1.42 in convex mode), so a noise draw of slightly larger norm
+produces a far larger image, and after 1.5 minutes of adversarial training the smallest Hessian
+eigenvalue of phi was -5.35 with ReCU against -0.017 with softplus under the same penalty.
+Softplus is therefore the default; ReCU stays selectable to reproduce the paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGE_SIDE = 28
+ACTIVATIONS = ("softplus", "recu")
+_OUTPUT_GAIN = 1e-2  # grad psi starts small: the generator starts at its affine (Gaussian) part
+
+
+def activation(name: str, t: torch.Tensor) -> torch.Tensor:
+    if name == "softplus":
+        return F.softplus(t)
+    if name == "recu":
+        return F.relu(t).pow(3)
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+
+
+def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+class ConvPotential(nn.Module):
+    """psi(x) for 28 x 28 single-channel inputs; ``forward`` returns one value per sample."""
+
+    def __init__(self, channels: tuple[int, int] = (64, 128), hidden: int = 512,
+                 activation_name: str = "softplus", convex: bool = False):
+        super().__init__()
+        if activation_name not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation_name!r}")
+        c1, c2 = channels
+        self.channels, self.hidden, self.activation_name, self.convex = (c1, c2), hidden, activation_name, convex
+        self.conv1 = nn.Conv2d(1, c1, 4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 4, stride=2, padding=1, bias=False)
+        self.skip2 = nn.Conv2d(1, c2, 4, stride=4)
+        self.dense3 = nn.Linear(c2 * 7 * 7, hidden, bias=False)
+        self.skip3 = nn.Linear(IMAGE_SIDE * IMAGE_SIDE, hidden)
+        self.out = nn.Parameter(torch.randn(hidden) * _OUTPUT_GAIN / math.sqrt(hidden))
+        if convex:
+            self._init_nonnegative()
+
+    @torch.no_grad()
+    def _init_nonnegative(self) -> None:
+        """Raw parameters such that softplus(raw) averages the previous layer (mean weight 1/fan-in).
+
+        Positive weights drawn like a signed init would make each layer sum fan-in positive
+        activations and saturate softplus into its linear (curvature-free) regime.
+        """
+        for layer in (self.conv2, self.dense3):
+            fan_in = layer.weight[0].numel()
+            positive = torch.empty_like(layer.weight).exponential_() / fan_in
+            layer.weight.copy_(_inverse_softplus(positive))
+        self.out.copy_(_inverse_softplus(torch.full_like(self.out, _OUTPUT_GAIN / self.hidden)))
+
+    @property
+    def config(self) -> dict:
+        return {"channels": list(self.channels), "hidden": self.hidden,
+                "activation_name": self.activation_name, "convex": self.convex}
+
+    def _positive(self, weight: torch.Tensor) -> torch.Tensor:
+        return F.softplus(weight) if self.convex else weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.activation_name
+        z1 = activation(s, self.conv1(x))
+        z2 = activation(s, F.conv2d(z1, self._positive(self.conv2.weight), stride=2, padding=1) + self.skip2(x))
+        z3 = activation(s, F.linear(z2.flatten(1), self._positive(self.dense3.weight)) + self.skip3(x.flatten(1)))
+        return z3 @ self._positive(self.out)

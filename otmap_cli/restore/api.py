@@ -1,0 +1,165 @@
+"""The functions behind ``otmap restore`` and ``otmap degrade``: Image in, Image out.
+
+Pixels go through :mod:`~otmap_cli.restore.physics` (forward models), :mod:`~otmap_cli.restore.pnpflow`
+(the solver) and :mod:`~otmap_cli.restore.tiles` (large images); this module adds what a file
+needs: defaults, validation with one-line :class:`~otmap_cli.errors.InputError` messages, alpha,
+grayscale, and metrics. The CLI imports it lazily, so torch may be imported at the top here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from otmap_cli.errors import InputError
+from otmap_cli.io import Image, read_image
+from otmap_cli.restore import pnpflow, tiles
+from otmap_cli.restore.physics import blur_filter, degrade, make_physics, mask_tensor, resolve, to_array, to_tensor
+from otmap_cli.restore.pnpflow import Denoiser, Progress
+
+PRIOR_FILE = "flow_natural.safetensors"
+SR_REACH = 2  # the bicubic filter reaches 2 low-resolution pixels (4 * scale taps)
+
+
+def default_prior(device: str = "cpu"):
+    """The shipped flow prior ``models/flow_natural.safetensors`` on ``device``, in eval mode."""
+    from otmap_cli.restore.train import load_prior
+    from otmap_cli.weights import shipped_model
+
+    return load_prior(shipped_model(PRIOR_FILE), device)
+
+
+def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An inpainting mask image as an (h, w) array: 1 = kept (white), 0 = missing (black); checks ``size`` = (w, h)."""
+    image = read_image(path)
+    if size is not None and image.size != tuple(size):
+        raise InputError(f"{path}: mask is {image.size[0]}x{image.size[1]} but the image is {size[0]}x{size[1]}")
+    return (image.rgb.mean(axis=2) > 0.5).astype(np.float32)
+
+
+def mask_to_image(mask: np.ndarray) -> Image:
+    """The inverse of :func:`read_mask`: white where kept, black where missing (for ``--mask-out``)."""
+    return Image(rgb=np.repeat(np.asarray(mask, dtype=np.float32)[..., None], 3, axis=2), name="mask")
+
+
+def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
+                kernel: np.ndarray | None = None, scale: int | None = None, mask: np.ndarray | None = None,
+                steps: int | None = None, averages: int | None = None, alpha: float | None = None, seed: int = 0,
+                device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None) -> np.ndarray:
+    """PnP-Flow restoration of an (h, w, 3) array in [0, 1]; superres returns (scale h, scale w, 3). Clipped to [0, 1].
+
+    ``noise_sigma`` is validated but does not change the result: PnP-Flow's iteration is free of
+    sigma (see :mod:`~otmap_cli.restore.pnpflow`); the noise level acts through the tuned alpha.
+    """
+    deg = resolve(task, noise_sigma, blur_sigma, kernel, scale)
+    settings = pnpflow.settings_for(task, steps, alpha, averages)
+    h, w = rgb.shape[:2]
+    reach = 0  # how far (in pixels of y) the operator spreads a pixel, for the tile margins
+    if task == "inpaint":
+        if mask is None:
+            raise InputError("inpainting needs a mask (white = kept pixel, black = missing)")
+        mask_tensor(mask, (h, w))  # checks the size before any work
+    elif task == "deblur":
+        reach = max(blur_filter(deg.blur_sigma, deg.kernel).shape[-2:]) // 2
+    elif task == "superres":
+        reach = SR_REACH
+    if prior is None:
+        prior = default_prior(device)
+    y = to_tensor(rgb)
+    generator = torch.Generator(device).manual_seed(seed)
+
+    def solve(box: tiles.Box, index: int, count: int) -> torch.Tensor:
+        r0, r1, c0, c1 = box
+        physics = make_physics(task, (deg.scale * (r1 - r0), deg.scale * (c1 - c0)), deg.noise_sigma,
+                               deg.blur_sigma, deg.kernel, deg.scale,
+                               None if mask is None else mask[r0:r1, c0:c1], device)
+        tick = None if progress is None else (lambda n, total: progress(index * total + n, count * total))
+        return pnpflow.solve(y[..., r0:r1, c0:c1].to(device), physics, prior, settings,
+                             generator=generator, progress=tick)
+
+    out = to_array(tiles.tiled(y, deg.scale, reach + tiles.NET_MARGIN, solve)).clip(0, 1)
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        out[:] = out.mean(axis=2, keepdims=True)  # grey in, grey out
+    return out
+
+
+def _resize_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of an alpha plane to ``size`` = (w, h)."""
+    from PIL import Image as PILImage
+
+    resized = PILImage.fromarray(alpha.astype(np.float32), mode="F").resize(size, PILImage.Resampling.BICUBIC)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
+
+
+def _with_pixels(image: Image, rgb: np.ndarray, scale: int) -> Image:
+    """``image`` with new colours; for superres alpha is resized bicubically (after degrade's crop)."""
+    alpha = image.alpha
+    h, w = rgb.shape[:2]
+    if alpha is not None and alpha.shape != (h, w):
+        alpha = _resize_alpha(alpha[:scale * h, :scale * w], (w, h))
+    return replace(image, rgb=np.ascontiguousarray(rgb, dtype=np.float32), alpha=alpha)
+
+
+def restore_image(image: Image, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
+                  kernel: np.ndarray | None = None, scale: int | None = None, mask: np.ndarray | None = None,
+                  steps: int | None = None, averages: int | None = None, alpha: float | None = None, seed: int = 0,
+                  device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None) -> Image:
+    """Restore ``image`` (see :func:`restore_rgb`); alpha is kept aside, and resized for superres."""
+    rgb = restore_rgb(image.rgb, task, noise_sigma=noise_sigma, blur_sigma=blur_sigma, kernel=kernel, scale=scale,
+                      mask=mask, steps=steps, averages=averages, alpha=alpha, seed=seed, device=device, prior=prior,
+                      progress=progress)
+    return _with_pixels(image, rgb, resolve(task, scale=scale).scale)
+
+
+def degrade_image(image: Image, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
+                  kernel: np.ndarray | None = None, scale: int | None = None, mask_ratio: float | None = None,
+                  box: tuple[int, int, int, int] | None = None, seed: int = 0) -> tuple[Image, np.ndarray | None]:
+    """Simulate the forward model that :func:`restore_image` inverts (see :func:`physics.degrade`)."""
+    rgb, mask = degrade(image.rgb, task, noise_sigma, blur_sigma, kernel, scale, mask_ratio, box, seed)
+    return _with_pixels(image, rgb, resolve(task, scale=scale).scale), mask
+
+
+def _pixels(image: Image | np.ndarray) -> np.ndarray:
+    return image.rgb if isinstance(image, Image) else np.asarray(image, dtype=np.float32)
+
+
+def quality(restored: Image | np.ndarray, reference: Image | np.ndarray) -> dict[str, float]:
+    """PSNR (dB) and SSIM of ``restored`` (clipped to [0, 1]) against ``reference``, by deepinv's metrics."""
+    from deepinv.loss.metric import PSNR, SSIM
+
+    x_hat, x = _pixels(restored), _pixels(reference)
+    if x_hat.shape != x.shape:
+        raise InputError(f"the reference is {x.shape[1]}x{x.shape[0]} but the restored image is "
+                         f"{x_hat.shape[1]}x{x_hat.shape[0]}")
+    x_hat, x = to_tensor(np.clip(x_hat, 0, 1)), to_tensor(x)
+    return {"psnr": float(PSNR()(x_hat, x)), "ssim": float(SSIM()(x_hat, x))}
+
+
+def grid_search(prior: Denoiser, references: Sequence[np.ndarray], task: str, *, alphas: Sequence[float],
+                steps: Sequence[int] = (100,), averages: int = 1, noise_sigma: float | None = None,
+                blur_sigma: float | None = None, kernel: np.ndarray | None = None, scale: int | None = None,
+                mask_ratio: float | None = None, box: tuple[int, int, int, int] | None = None, seed: int = 0,
+                device: str = "cpu") -> list[dict]:
+    """Mean PSNR/SSIM of PnP-Flow on ``references`` (clean (h, w, 3) arrays) for every (steps, alpha), best first.
+
+    The paper tunes alpha and N per task on a validation set; use held-out train_natural images
+    here, never the test sets. Image i is degraded with seed ``seed + i``.
+    """
+    options = {"noise_sigma": noise_sigma, "blur_sigma": blur_sigma, "kernel": kernel, "scale": scale}
+    observed = [degrade(ref, task, mask_ratio=mask_ratio, box=box, seed=seed + i, **options)
+                for i, ref in enumerate(references)]
+    rows = []
+    for n in steps:
+        for a in alphas:
+            scores = []
+            for ref, (y, mask) in zip(references, observed):
+                out = restore_rgb(y, task, mask=mask, steps=n, alpha=a, averages=averages, seed=seed, device=device,
+                                  prior=prior, **options)
+                scores.append(quality(out, ref[:out.shape[0], :out.shape[1]]))
+            rows.append({"steps": n, "alpha": a, "psnr": float(np.mean([s["psnr"] for s in scores])),
+                         "ssim": float(np.mean([s["ssim"] for s in scores]))})
+    return sorted(rows, key=lambda row: -row["psnr"])

@@ -1,0 +1,67 @@
+"""The flow-matching prior: an x1-predictor D(x_t, t) = E[x1 | x_t] on images in [-1, 1].
+
+Path (PnP-Flow, Martin et al. ICLR 2025, Sec. 2): x_t = t*x1 + (1-t)*eps, t = 1 is data. The
+velocity of the flow is v(x, t) = (D(x, t) - x) / (1 - t), so one network is both the flow and,
+through z = x_t / t = x1 + sigma*eps with sigma = (1-t)/t, a Gaussian denoiser for every sigma.
+
+The network is wrapped in the preconditioning of Karras et al. (EDM, NeurIPS 2022, Table 1),
+written in terms of t so that it stays finite at t = 0:
+    D = c_skip * z + c_out * F(c_in * z, c_noise),  sigma_data = 0.5,
+    c_in * z   = x_t / r,   c_skip * z = sigma_data^2 * t * x_t / r^2,   c_out = (1-t) * sigma_data / r,
+    r = sqrt((1-t)^2 + sigma_data^2 t^2),  c_noise = log(sigma) / 4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from otmap_cli.nets.unet import TimeUNet
+
+SIGMA_DATA = 0.5
+T_MIN = 1e-4
+T_MAX = 1.0 - 1e-5
+
+
+def _coefficients(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    t = t.clamp(T_MIN, T_MAX)
+    r = torch.sqrt((1 - t) ** 2 + SIGMA_DATA**2 * t**2)
+    in_scale = 1.0 / r
+    skip_scale = SIGMA_DATA**2 * t / r**2
+    out_scale = (1 - t) * SIGMA_DATA / r
+    c_noise = torch.log((1 - t) / t) / 4
+    return in_scale, skip_scale, out_scale, c_noise
+
+
+class FlowPrior(nn.Module):
+    """D(x_t, t): the conditional mean of the clean image (in [-1, 1]) given the flow state."""
+
+    def __init__(self, net: TimeUNet):
+        super().__init__()
+        self.net = net
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FlowPrior":
+        return cls(TimeUNet(**config))
+
+    @property
+    def config(self) -> dict:
+        return self.net.config
+
+    def raw_and_target(self, x1: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+        """Network output and its regression target (the EDM loss with uniform effective weight)."""
+        in_s, skip_s, out_s, c_noise = (c.view(-1, 1, 1, 1) for c in _coefficients(t))
+        raw = self.net(x_t * in_s, c_noise.view(-1))
+        target = (x1 - skip_s * x_t) / out_s
+        return raw, target
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        in_s, skip_s, out_s, c_noise = (c.view(-1, 1, 1, 1) for c in _coefficients(t))
+        return skip_s * x_t + out_s * self.net(x_t * in_s, c_noise.view(-1))
+
+    def denoise(self, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+        """MMSE Gaussian denoiser for images in [-1, 1] with noise std ``sigma``: D_t(t*y), t = 1/(1+sigma)."""
+        t = torch.full((noisy.shape[0],), 1.0 / (1.0 + sigma), device=noisy.device)
+        return self(noisy * t.view(-1, 1, 1, 1), t)

@@ -1,0 +1,54 @@
+"""Colour transfer between images: sample pixels, fit the monotone map, apply it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from otmap_cli.io import Image
+from otmap_cli.transport.colormap import ColourMap
+from otmap_cli.transport.fit import FitResult, FitSettings, ProgressFn, fit_monotone_map
+
+DEFAULT_SAMPLE_PIXELS = 50_000
+
+
+def pixel_samples(images: Sequence[Image], n: int, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` random opaque pixels pooled evenly from ``images``, shape (n, 3).
+
+    Fully transparent pixels carry no colour the user sees, so they are left out of the fit.
+    """
+    rng = np.random.default_rng(seed)
+    per_image = max(1, n // len(images))
+    parts = []
+    for image in images:
+        flat = image.rgb.reshape(-1, 3)
+        if image.alpha is not None and (image.alpha > 0).any():
+            flat = flat[image.alpha.reshape(-1) > 0]
+        index = rng.choice(len(flat), size=min(per_image, len(flat)), replace=False)
+        parts.append(flat[np.sort(index)])
+    return np.concatenate(parts).astype(np.float32)
+
+
+def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings | None = None,
+                   sample_pixels: int = DEFAULT_SAMPLE_PIXELS,
+                   progress: ProgressFn | None = None) -> tuple[ColourMap, FitResult]:
+    """Fit the Brenier map from the pooled colours of ``sources`` to those of ``style``.
+
+    Several sources give one shared map (consistent colours across video frames).
+    """
+    settings = settings or FitSettings()
+    src = pixel_samples(sources, sample_pixels, settings.seed)
+    sty = pixel_samples([style], sample_pixels, settings.seed + 1)
+    result = fit_monotone_map(src, sty, settings, progress=progress)
+    info = {"model": settings.model, "loss": settings.loss, "steps": settings.steps, "seed": settings.seed,
+            "sources": [s.name for s in sources], "style": style.name, "fell_back": result.fell_back,
+            "fit_seconds": round(result.seconds, 3), "metrics": result.metrics}
+    return ColourMap(net=result.net, info=info), result
+
+
+def recolor(source: Image, style: Image, settings: FitSettings | None = None, strength: float = 1.0,
+            exact: bool = False, progress: ProgressFn | None = None) -> tuple[Image, ColourMap, FitResult]:
+    """Re-colour ``source`` with the palette of ``style``; alpha, ICC and bit depth are kept."""
+    colour_map, result = fit_colour_map([source], style, settings, progress=progress)
+    return source.with_rgb(colour_map.apply(source.rgb, strength, exact)), colour_map, result

@@ -1,0 +1,285 @@
+"""The `sample` library: MNIST reader, generators, training loop, convexity check and metrics.
+
+Everything runs on tiny synthetic digits written as idx files, so nothing here needs
+``../shared``; the tests of the shipped generator skip while ``models/brenier_mnist.safetensors``
+does not exist.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from otmap_cli.errors import InputError
+from otmap_cli.generate import metrics
+from otmap_cli.generate.brenier import (BrenierTrainConfig, check_convexity, interpolate, lanczos_smallest,
+                                        sample, train_brenier)
+from otmap_cli.generate.classifier import MnistClassifier, classify
+from otmap_cli.generate.mnist import image_grid, load_mnist, read_idx
+from otmap_cli.generate.models import (DCGANGenerator, GaussianGenerator, PotentialGenerator, export_generator,
+                                       load_generator, pca)
+from otmap_cli.nets.convex import ConvPotential
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "brenier_mnist.safetensors"
+TINY = {"channels": (4, 8), "hidden": 16}
+torch.set_num_threads(1)
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class k: a bright bar at column 4 + 2k with random thickness and height, on black."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        top, width = rng.integers(2, 10), rng.integers(1, 3)
+        images[i, top:top + 14, 4 + 2 * k: 4 + 2 * k + width] = rng.integers(180, 256)
+    return images, labels.astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.tobytes())
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mnist")
+    for split, n, seed in (("train", 600, 0), ("t10k", 200, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def tiny_generator(convex: bool = False, seed: int = 0) -> PotentialGenerator:
+    torch.manual_seed(seed)
+    return PotentialGenerator(**TINY, convex=convex).eval()
+
+
+# --- data -----------------------------------------------------------------------------------
+
+def test_idx_round_trip_and_refusals(mnist_dir, tmp_path):
+    images, labels = load_mnist(mnist_dir, "train")
+    expected, expected_labels = synthetic_digits(600, 0)
+    assert images.dtype == torch.uint8 and images.shape == (600, 28, 28)
+    assert np.array_equal(images.numpy(), expected) and np.array_equal(labels.numpy(), expected_labels)
+    bad = tmp_path / "bad-idx"
+    bad.write_bytes(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\x00" * 3)
+    with pytest.raises(InputError, match="truncated"):
+        read_idx(bad)
+    with pytest.raises(InputError, match="missing"):
+        load_mnist(tmp_path, "test")
+
+
+def test_grid_layout():
+    tiles = np.stack([np.full((28, 28), k, dtype=np.uint8) for k in range(1, 7)])
+    grid = image_grid(tiles, columns=3, gap=2)
+    assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)
+    assert grid[2, 2] == 1 and grid[32, 62] == 6 and grid[0, 0] == 0
+
+
+# --- generators -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [tiny_generator, lambda: DCGANGenerator(latent=8, channels=(8, 4)).eval()])
+def test_seeded_sampling_is_reproducible(make):
+    generator = make()
+    a, b, c = sample(generator, 6, seed=3), sample(generator, 6, seed=3), sample(generator, 6, seed=4)
+    assert a.shape == (6, 28, 28) and a.dtype == torch.uint8
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_interpolation_ends_are_the_two_draws():
+    generator = tiny_generator()
+    walk = interpolate(generator, 5, seed=7)
+    ends = sample(generator, 2, seed=7)
+    assert walk.shape == (5, 28, 28)
+    assert (walk[0].int() - ends[0].int()).abs().max() <= 1 and (walk[-1].int() - ends[1].int()).abs().max() <= 1
+
+
+def test_gaussian_map_matches_moments():
+    torch.manual_seed(0)
+    data = torch.randn(4000, 1, 28, 28) * torch.linspace(0.05, 0.5, 784).view(1, 1, 28, 28) + 0.1
+    generator = GaussianGenerator.fit(data)
+    out = generator(torch.randn(4000, 1, 28, 28)).flatten(1)
+    assert torch.allclose(out.mean(0), data.flatten(1).mean(0), atol=0.03)
+    assert torch.allclose(out.std(0), data.flatten(1).std(0), rtol=0.1)
+
+
+@pytest.mark.parametrize("convex", [False, True])
+def test_generator_is_the_gradient_of_phi(convex):
+    """G(x).v against central differences of phi in float64."""
+    generator = tiny_generator(convex).double()
+    with torch.no_grad():  # a non-trivial affine part too
+        generator.V.copy_(torch.randn(784, 784, dtype=torch.float64) / 60)
+        generator.bias.normal_()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 1, 28, 28, generator=gen, dtype=torch.float64)
+    v = torch.randn(3, 1, 28, 28, generator=gen, dtype=torch.float64)
+    h = 1e-5
+    with torch.no_grad():
+        directional = (generator(x) * v).flatten(1).sum(1)
+        fd = (generator.phi(x + h * v) - generator.phi(x - h * v)) / (2 * h)
+    assert torch.allclose(directional, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_initial_map_is_the_gaussian_map():
+    """With grad psi ~ 0 at initialisation the potential generator starts where the baseline is."""
+    torch.manual_seed(0)
+    data = torch.rand(3000, 1, 28, 28) * 2 - 1
+    generator = tiny_generator()
+    generator.init_gaussian(*pca(data))
+    baseline = GaussianGenerator.fit(data)
+    z = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        gap = (generator(z) - baseline(z)).abs().max()
+    assert gap < 0.02
+
+
+# --- convexity ------------------------------------------------------------------------------
+
+class LinearMap(nn.Module):
+    """G(x) = M x: the gradient of 1/2 x^T M x, for planting a known Hessian."""
+
+    noise_shape = (1, 28, 28)
+    config = {"model": "test"}
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        self.register_buffer("matrix", matrix)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z.flatten(1) @ self.matrix).view_as(z)
+
+
+def test_lanczos_finds_the_smallest_eigenvalue():
+    evals = torch.linspace(-0.3, 5.0, 784)
+    q, _ = torch.linalg.qr(torch.randn(784, 784, generator=torch.Generator().manual_seed(0)))
+    matrix = (q * evals) @ q.T
+    start = torch.randn(4, 784, generator=torch.Generator().manual_seed(1))
+    est, vectors = lanczos_smallest(lambda v: v @ matrix, start, 40)
+    assert est.shape == (4,) and vectors.shape == (4, 784)
+    assert (est >= -0.3 - 1e-4).all() and (est < -0.25).all()
+    rayleigh = ((vectors @ matrix) * vectors).sum(1) / vectors.pow(2).sum(1)
+    assert torch.allclose(rayleigh, est, atol=1e-4)  # the Ritz vector goes with the Ritz value
+
+
+def test_convexity_check_passes_on_an_input_convex_potential():
+    report = check_convexity(tiny_generator(convex=True), n_points=16, lanczos_steps=8, n_pairs=64, batch=16)
+    assert report.convex and report.min_eigenvalue > 0 and report.violated_pairs == 0
+
+
+def test_convexity_check_catches_one_negative_direction():
+    """phi = 1/2 |x|^2 - 3/4 (u.x)^2: random pairs in 784 dimensions almost never see u; Lanczos must."""
+    u = torch.randn(784, generator=torch.Generator().manual_seed(2))
+    u = u / u.norm()
+    generator = LinearMap(torch.eye(784) - 1.5 * torch.outer(u, u))
+    report = check_convexity(generator, n_points=8, lanczos_steps=30, n_pairs=64, batch=8)
+    assert not report.convex
+    assert report.min_eigenvalue == pytest.approx(-0.5, abs=0.02) and report.negative_points == 8
+
+
+def test_convexity_check_catches_a_concave_potential():
+    report = check_convexity(LinearMap(-0.1 * torch.eye(784)), n_points=4, lanczos_steps=4, n_pairs=16, batch=4)
+    assert not report.convex and report.violated_pairs == 32 and report.min_far_pair == pytest.approx(-0.1, abs=1e-5)
+
+
+def test_dcgan_has_no_potential():
+    with pytest.raises(InputError, match="not the gradient"):
+        check_convexity(DCGANGenerator(latent=8, channels=(8, 4)), n_points=2)
+
+
+def test_recu_potential_is_convex_in_convex_mode():
+    torch.manual_seed(0)
+    potential = ConvPotential((4, 8), 16, "recu", convex=True)
+    x, y = torch.randn(2, 32, 1, 28, 28)
+    with torch.no_grad():  # midpoint convexity on random pairs
+        assert (potential((x + y) / 2) <= (potential(x) + potential(y)) / 2 + 1e-9).all()
+
+
+# --- files ----------------------------------------------------------------------------------
+
+def test_generator_file_round_trip(tmp_path):
+    generator = tiny_generator()
+    path = tmp_path / "g.safetensors"
+    export_generator(generator, path, {"steps": 0})
+    loaded = load_generator(path)
+    assert loaded.config == generator.config and loaded.meta["steps"] == 0
+    z = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert (loaded(z) - generator(z)).abs().max() < 5e-3  # fp16 storage
+    (tmp_path / "g.pt").write_bytes(b"not a pickle either")
+    with pytest.raises(InputError, match="pickle"):
+        load_generator(tmp_path / "g.pt")
+
+
+def test_training_runs_resumes_and_exports(mnist_dir, tmp_path):
+    cfg = BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "run", out=tmp_path / "g.safetensors", batch=8,
+                             near_pairs=4, model_options=dict(TINY), max_steps=2, checkpoint_minutes=100,
+                             classifier=None, bf16=False)
+    lines: list[str] = []
+    train_brenier(cfg, log=lines.append)
+    cfg.resume, cfg.max_steps = True, 3
+    train_brenier(cfg, log=lines.append)
+    assert any("resumed" in line and "step 2" in line for line in lines)
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 2 and '"step": 3' in log[-1] and "min_eigenvalue" in log[-1] and "penalty" in log[-1]
+    assert (tmp_path / "run" / "samples_000003.png").is_file()
+    assert load_generator(cfg.out).meta["steps"] == 3
+    warm = BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "warm", init=cfg.out, batch=8, near_pairs=4,
+                              max_steps=1, checkpoint_minutes=100, bf16=False)
+    assert train_brenier(warm, log=lines.append).config == load_generator(cfg.out).config
+    with pytest.raises(InputError, match="not dcgan"):
+        train_brenier(BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "x", init=cfg.out, model="dcgan"))
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+def test_metrics_sanity():
+    images, _ = synthetic_digits(800, 3)
+    reals = torch.from_numpy(images)
+    noise = torch.randint(0, 256, (400, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    feats, _ = classify(MnistClassifier(), torch.cat([reals, noise]))
+    half_a, half_b, fake = feats[:400], feats[400:800], feats[800:]
+    assert metrics.frechet_distance(half_a, half_b) < 0.1 * metrics.frechet_distance(half_a, fake)
+    precision, recall = metrics.precision_recall(half_a, half_b)
+    assert precision > 0.7 and recall > 0.7
+    assert metrics.precision_recall(half_a, fake) == (0.0, 0.0)
+    assert metrics.class_entropy(np.arange(1000) % 10) == pytest.approx(math.log(10))
+    assert metrics.class_entropy(np.zeros(50, dtype=int)) == 0
+    copies = metrics.memorisation(reals[:50], reals[:400], reals[400:450])
+    assert copies["ratio"] == 0 and copies["copied"] == 1
+
+
+# --- the shipped generator ------------------------------------------------------------------
+
+shipped = pytest.mark.skipif(not SHIPPED.is_file(), reason="models/brenier_mnist.safetensors not trained yet")
+
+
+@shipped
+def test_shipped_generator_samples_and_is_monotone():
+    generator = load_generator(SHIPPED)
+    images = sample(generator, 16, seed=0)
+    assert images.shape == (16, 28, 28) and torch.equal(images, sample(generator, 16, seed=0))
+    assert images.float().std() > 20  # not a constant image
+    report = check_convexity(generator, n_points=8, lanczos_steps=10, n_pairs=200)
+    assert report.violated_pairs == 0 and report.min_eigenvalue >= 0
+
+
+@shipped
+def test_shipped_generator_is_the_gradient_of_its_potential():
+    generator = load_generator(SHIPPED).double()
+    gen = torch.Generator().manual_seed(0)
+    x, v = (torch.randn(2, 1, 28, 28, generator=gen, dtype=torch.float64) for _ in range(2))
+    h = 1e-5
+    with torch.no_grad():
+        fd = (generator.phi(x + h * v) - generator.phi(x - h * v)) / (2 * h)
+        assert torch.allclose((generator(x) * v).flatten(1).sum(1), fd, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,151 @@
+"""Colour transfer end to end: distances, LUT round trip, CLI behaviour on the shipped samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from conftest import SAMPLES, run_cli
+from otmap_cli.io import read_image
+from otmap_cli.transport.colormap import ColourMap
+from otmap_cli.transport.fit import FitSettings
+from otmap_cli.transport.lut import apply_lut, read_cube, write_cube
+from otmap_cli.transport.recolor import fit_colour_map, pixel_samples, recolor
+
+FAST = FitSettings(steps=60, warm_steps=100, warm_pixels=1000, batch=1024)
+
+
+def exact_w2(a: np.ndarray, b: np.ndarray, n: int = 1500, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    a = a.reshape(-1, 3)[rng.choice(a.size // 3, n, replace=False)].astype(np.float64)
+    b = b.reshape(-1, 3)[rng.choice(b.size // 3, n, replace=False)].astype(np.float64)
+    return float(np.sqrt(ot.emd2([], [], ot.dist(a, b), numItermax=10_000_000)))
+
+
+@pytest.fixture(scope="module")
+def demo_fit():
+    source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
+    out, colour_map, result = recolor(source, style, FAST)
+    return source, style, out, colour_map, result
+
+
+def test_recolor_moves_colours_to_the_style(demo_fit):
+    source, style, out, _, result = demo_fit
+    before, after = exact_w2(source.rgb, style.rgb), exact_w2(out.rgb, style.rgb)
+    from otmap_cli.transport.gaussian import gaussian_brenier
+
+    flat = torch.from_numpy(source.rgb.reshape(-1, 3))
+    matrix, offset = gaussian_brenier(torch.from_numpy(pixel_samples([source], 20000)),
+                                      torch.from_numpy(pixel_samples([style], 20000)))
+    gauss = np.clip((flat @ matrix + offset).numpy(), 0, 1)
+    assert after < 0.5 * before
+    assert after < exact_w2(gauss, style.rgb)  # better than the closed-form (MKL) map
+    assert not result.fell_back
+    assert out.rgb.shape == source.rgb.shape and out.rgb.min() >= 0 and out.rgb.max() <= 1
+
+
+def test_strength_interpolates_along_the_geodesic(demo_fit):
+    source, _, out, colour_map, _ = demo_fit
+    half = colour_map.apply(source.rgb, strength=0.5, exact=True)
+    full = colour_map.apply(source.rgb, strength=1.0, exact=True)
+    zero = colour_map.apply(source.rgb, strength=0.0, exact=True)
+    np.testing.assert_allclose(zero, source.rgb, atol=1e-6)
+    inside = (full > 0.001).all(-1) & (full < 0.999).all(-1)
+    np.testing.assert_allclose(half[inside], 0.5 * (source.rgb[inside] + full[inside]), atol=1e-5)
+
+
+def test_lut_round_trip_and_interpolation_error(demo_fit, tmp_path):
+    source, _, _, colour_map, _ = demo_fit
+    table = colour_map.lut(33)
+    write_cube(tmp_path / "map.cube", table, title="test")
+    back = read_cube(tmp_path / "map.cube")
+    np.testing.assert_allclose(back, table, atol=1e-6)
+    text = (tmp_path / "map.cube").read_text().splitlines()
+    assert "LUT_3D_SIZE 33" in text and len([t for t in text if t[:1].isdigit()]) == 33**3
+    via_lut = apply_lut(back, source.rgb)
+    exact = colour_map.apply(source.rgb, exact=True)
+    assert np.abs(via_lut - exact).mean() < 2e-3
+    # grid colours come back exactly: the red index runs fastest, as the .cube format says
+    corner = np.array([[[1.0, 0.0, 0.0]]], dtype=np.float32)
+    np.testing.assert_allclose(apply_lut(back, corner)[0, 0], table[0, 0, -1], atol=1e-6)
+
+
+def test_saved_map_reloads_identically(demo_fit, tmp_path):
+    source, _, _, colour_map, _ = demo_fit
+    colour_map.save(tmp_path / "m.safetensors")
+    again = ColourMap.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(again.apply(source.rgb, exact=True), colour_map.apply(source.rgb, exact=True))
+    assert again.info["style"] == "sunset"
+
+
+def test_shared_map_pools_sources():
+    a, b, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg"), read_image(SAMPLES / "day.jpg")
+    colour_map, _ = fit_colour_map([a, b], style, FitSettings(steps=5, warm_steps=5, warm_pixels=200, batch=256))
+    assert colour_map.info["sources"] == ["day", "sunset"]
+
+
+@pytest.mark.parametrize("loss", ["sliced", "sinkhorn", "mmd", "wgan", "gaussian"])
+def test_every_loss_fits_without_falling_below_the_gaussian_map(loss):
+    source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
+    settings = FitSettings(loss=loss, steps=20, warm_steps=0, batch=512)
+    colour_map, result = fit_colour_map([source], style, settings, sample_pixels=5000)
+    assert np.isfinite(result.metrics["sliced_w2_heldout"])
+    assert result.metrics["sliced_w2_heldout"] <= result.metrics["sliced_w2_gaussian_map"] * 1.02 + 1e-9
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def test_cli_recolor_end_to_end(tmp_path):
+    out, cube, saved, fig = (tmp_path / n for n in ("out.png", "look.cube", "map.safetensors", "plot.png"))
+    proc = run_cli("--quiet", "recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", str(out),
+                   "--steps", "30", "--warm-steps", "50", "--lut", str(cube), "--lut-size", "17",
+                   "--save-map", str(saved), "--plot", str(fig), "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert read_image(out).rgb.shape == read_image(SAMPLES / "day.jpg").rgb.shape
+    assert read_cube(cube).shape == (17, 17, 17, 3)
+    assert fig.stat().st_size > 10_000
+    import json
+
+    assert json.loads(proc.stdout)["results"][0]["output"] == str(out)
+    # re-apply the saved map and the LUT to another image
+    again = run_cli("--quiet", "apply", str(saved), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "again.png"))
+    assert again.returncode == 0, again.stderr.decode()
+    np.testing.assert_allclose(read_image(tmp_path / "again.png").rgb, read_image(out).rgb, atol=1 / 255 + 1e-6)
+    via_cube = run_cli("--quiet", "apply", str(cube), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "cube.png"))
+    assert via_cube.returncode == 0, via_cube.stderr.decode()
+    assert np.abs(read_image(tmp_path / "cube.png").rgb - read_image(out).rgb).mean() < 0.01
+
+
+def test_cli_keeps_alpha_and_refuses_to_overwrite(tmp_path, gradient_image):
+    src = gradient_image("rgba.png", mode="RGBA")
+    before = src.read_bytes()
+    out = tmp_path / "rgba_out.png"
+    proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out), "--steps", "5",
+                   "--warm-steps", "5")
+    assert proc.returncode == 0, proc.stderr.decode()
+    np.testing.assert_array_equal(read_image(out).alpha, read_image(src).alpha)
+    # an existing output needs --force; the input itself is never a valid output
+    again = run_cli("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out))
+    assert again.returncode == 2 and b"--force" in again.stderr and b"Traceback" not in again.stderr
+    onto_input = run_cli("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(src), "--force")
+    assert onto_input.returncode == 2 and b"overwrite an input" in onto_input.stderr
+    assert src.read_bytes() == before
+
+
+def test_cli_default_output_name_next_to_source(tmp_path, gradient_image):
+    src = gradient_image("photo.png")
+    proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "--steps", "5", "--warm-steps", "5")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (tmp_path / "photo_recolored.png").exists()
+
+
+def test_cli_toy_writes_a_figure(tmp_path):
+    fig = tmp_path / "toy.png"
+    proc = run_cli("toy", "gaussian", "-o", str(fig), "--steps", "50")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert fig.stat().st_size > 10_000
+    assert b"RMSE vs closed-form Brenier map" in proc.stderr
