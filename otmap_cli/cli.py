@@ -23,7 +23,8 @@ from otmap_cli.errors import InputError, OtmapError
 
 app = typer.Typer(
     help="Optimal transport and flows from the command line: colour transfer with monotone gradient networks "
-         "(recolor, apply, toy), image restoration with PnP-Flow (restore, degrade), and model training (train).",
+         "(recolor, apply, toy), image restoration with PnP-Flow (restore, degrade), digits from a Brenier "
+         "generator (sample), and training of the shipped models (train).",
     no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 train_app = typer.Typer(help="Train the models otmap ships (resumable; run in the background).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -502,6 +503,86 @@ def degrade(
     _say(f"wrote {output}")
 
 
+# ----------------------------------------------------------------------------------------- sample
+
+@app.command()
+def sample(
+    n: int = typer.Option(64, "-n", "--count", help="How many digits to draw."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="One PNG grid of all samples (default "
+                                          "digits.png unless --out-dir)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write individual 28x28 PNGs "
+                                           "sample_00000.png ... here."),
+    interpolate: int = typer.Option(0, "--interpolate", help="Instead of samples: a walk of this many images "
+                                    "between two noise draws."),
+    check_convexity: bool = typer.Option(False, "--check-convexity", help="Certify the potential: smallest "
+                                         "Hessian eigenvalue (Lanczos) and monotonicity over random pairs."),
+    points: int = typer.Option(1000, "--points", help="Points for --check-convexity."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Generator (.safetensors); default: shipped."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed: same seed, same digits."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
+):
+    """Draw MNIST digits from the shipped Brenier generator G = grad(phi), phi a learned convex
+    convolutional potential (Drygala et al. 2025)."""
+    _validate_positive(n, "-n")
+    if interpolate and interpolate < 2:
+        raise InputError("--interpolate needs at least 2 images")
+    _validate_positive(points, "--points")
+    _require_files([weights])
+    if not check_convexity and out_dir is None and output is None:
+        output = Path("walk.png" if interpolate else "digits.png")
+    if output is not None:
+        _check_output(output, [], force)
+    from otmap_cli.device import resolve_device
+    from otmap_cli.generate import brenier
+    from otmap_cli.generate.mnist import image_grid, save_png
+    from otmap_cli.generate.models import load_generator
+    from otmap_cli.weights import shipped_model
+
+    dev = resolve_device(device)
+    generator = load_generator(weights or shipped_model("brenier_mnist.safetensors"), dev)
+    record: dict = {}
+    if check_convexity:
+        with _progress("checking convexity"):
+            report = brenier.check_convexity(generator, n_points=points, seed=seed, device=dev)
+        record["convexity"] = {k: v for k, v in vars(report).items()}
+        record["convexity"]["convex"] = report.convex
+        if not as_json:
+            print(f"smallest Hessian eigenvalue over {report.n_points} points: {report.min_eigenvalue:.5f} "
+                  f"(1st percentile {report.eigenvalue_p01:.5f}, median {report.eigenvalue_median:.5f}, "
+                  f"{report.negative_points} negative)")
+            print(f"monotonicity <G(x)-G(y), x-y>/|x-y|^2 over {report.n_pairs} pairs: far min "
+                  f"{report.min_far_pair:.5f}, near min {report.min_near_pair:.5f}, {report.violated_pairs} violated")
+            print("convex: yes" if report.convex else "convex: NO")
+        if output is None and out_dir is None:
+            if as_json:
+                _emit_json(record)
+            if not report.convex:
+                raise typer.Exit(1)
+            return
+    start = time.time()
+    images = (brenier.interpolate(generator, interpolate, seed, dev) if interpolate
+              else brenier.sample(generator, n, seed, dev)).numpy()
+    record["seconds"] = round(time.time() - start, 3)
+    if output is not None:
+        save_png(image_grid(images, columns=len(images) if interpolate else None), output)
+        record["output"] = str(output)
+        _say(f"wrote {output}")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"sample_{i:05d}.png" for i in range(len(images))]
+        existing = [p for p in paths if p.exists()]
+        if existing and not force:
+            raise InputError(f"{existing[0]}: already exists (use --force to replace)")
+        for path, image in zip(paths, images):
+            save_png(image, path)
+        record["out_dir"] = str(out_dir)
+        _say(f"wrote {len(paths)} images to {out_dir}")
+    if as_json:
+        _emit_json(record)
+
+
 # ----------------------------------------------------------------------------------------- train / info
 
 @train_app.command("flow")
@@ -534,6 +615,50 @@ def train_flow_command(
                           init=init, lr=lr, channels=widths, checkpoint_minutes=checkpoint_minutes,
                           device=resolve_device(device), seed=seed)
     train_flow(cfg, log=_say)
+
+
+@train_app.command("brenier")
+def train_brenier_command(
+    data: Path = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files."),
+    out: Path = typer.Option(Path("models/brenier_mnist.safetensors"), "--out", help="Where to export EMA "
+                             "weights (fp16 safetensors), at every checkpoint."),
+    run_dir: Path = typer.Option(Path("runs/brenier"), "--run-dir", help="Checkpoints, sample grids, log.jsonl."),
+    model: str = typer.Option("brenier", "--model", help="brenier (the product) or a baseline: icnn, dcgan, cmgn."),
+    minutes: float = typer.Option(60.0, "--minutes", help="Wall-clock budget of this run."),
+    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Warm start the generator from shipped weights."),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min)."""
+    if not data.is_dir():
+        raise InputError(f"{data}: not a folder")
+    if model not in ("brenier", "icnn", "dcgan", "cmgn"):
+        raise InputError(f"unknown --model {model!r}; choose brenier, icnn, dcgan or cmgn")
+    from otmap_cli.device import resolve_device
+    from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
+
+    cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model, minutes=minutes, max_steps=max_steps,
+                             resume=resume, init=init, device=resolve_device(device), seed=seed)
+    train_brenier(cfg, log=_say)
+
+
+@train_app.command("classifier")
+def train_classifier_command(
+    data: Path = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files."),
+    out: Path = typer.Option(Path("models/mnist_classifier.safetensors"), "--out"),
+    epochs: float = typer.Option(3.0, "--epochs"),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Train the small MNIST classifier whose features score generators (FLD, precision/recall)."""
+    if not data.is_dir():
+        raise InputError(f"{data}: not a folder")
+    from otmap_cli.device import resolve_device
+    from otmap_cli.generate.classifier import train_classifier
+
+    train_classifier(data, out, epochs=epochs, seed=seed, device=resolve_device(device), log=_say)
 
 
 @app.command()

@@ -72,6 +72,27 @@ def load_tensors(path: Path | str, kind: str) -> tuple[dict[str, Any], dict[str,
     return tensors, meta
 
 
+def optimizer_tensors(prefix: str, optimizer) -> dict[str, Any]:
+    """An optimiser's per-parameter state as flat tensors ``{prefix}.{index}.{name}`` (for checkpoints)."""
+    import torch
+
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            tensors[f"{prefix}.{index}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return tensors
+
+
+def load_optimizer_tensors(prefix: str, optimizer, tensors: dict[str, Any]) -> None:
+    """Inverse of :func:`optimizer_tensors`; hyper-parameters come from the optimiser as built."""
+    state = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            _, index, name = key.split(".", 2)
+            state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(state)
+
+
 def sha256(path: Path | str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -149,3 +149,24 @@ def test_cli_toy_writes_a_figure(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert fig.stat().st_size > 10_000
     assert b"RMSE vs closed-form Brenier map" in proc.stderr
+
+
+@pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_ffmpeg_lut3d_reads_our_cube_like_we_do(tmp_path):
+    """An outside tool loads the exported LUT: ffmpeg's lut3d (trilinear) agrees with our look-up
+    to one 8-bit level (its own rounding)."""
+    import subprocess
+
+    from otmap_cli.io import write_image
+    from otmap_cli.transport.lut import lut_grid
+
+    grid = lut_grid(33).numpy()
+    table = np.stack([grid[:, 0] ** 2, np.sqrt(grid[:, 1]), 0.2 + 0.6 * grid[:, 2] * grid[:, 0]], 1)
+    table = table.reshape(33, 33, 33, 3).astype(np.float32)
+    write_cube(tmp_path / "t.cube", table)
+    write_image(read_image(SAMPLES / "day.jpg"), tmp_path / "day.png")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(tmp_path / "day.png"), "-vf",
+                    f"lut3d=file={tmp_path / 't.cube'}:interp=trilinear", str(tmp_path / "ff.png")], check=True)
+    theirs = read_image(tmp_path / "ff.png").rgb
+    ours = apply_lut(table, read_image(tmp_path / "day.png").rgb)
+    assert np.abs(theirs - ours).max() <= 1.01 / 255

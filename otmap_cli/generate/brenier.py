@@ -62,7 +62,7 @@ from otmap_cli.errors import InputError
 from otmap_cli.generate.mnist import image_grid, load_mnist, save_png, to_uint8, to_unit
 from otmap_cli.generate.models import (IMAGE_NOISE, Discriminator, build_generator, export_generator,
                                        load_generator, pca, slerp)
-from otmap_cli.weights import load_tensors, models_dir, save_tensors
+from otmap_cli.weights import load_optimizer_tensors, load_tensors, models_dir, optimizer_tensors, save_tensors
 
 __all__ = ["BrenierTrainConfig", "ConvexityReport", "check_convexity", "interpolate", "lanczos_smallest",
            "load_generator", "sample", "train_brenier"]
@@ -176,23 +176,6 @@ class ConvexityPenalty:
 
 # --- checkpoints -----------------------------------------------------------------------------
 
-def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for idx, state in optimizer.state_dict()["state"].items():
-        for name, value in state.items():
-            tensors[f"{prefix}.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return tensors
-
-
-def _load_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict) -> None:
-    state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith(prefix + "."):
-            _, idx, name = key.split(".", 2)
-            state["state"].setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict(state)
-
-
 @dataclass
 class _Trainer:
     """Everything a checkpoint must hold, with the two conversions to and from tensors."""
@@ -212,8 +195,8 @@ class _Trainer:
 
     def save(self, path: Path, cfg: BrenierTrainConfig) -> None:
         tensors = {f"{name}.{k}": v for name, m in self.modules().items() for k, v in m.state_dict().items()}
-        tensors.update(_optimizer_tensors("opt_g", self.opt_g))
-        tensors.update(_optimizer_tensors("opt_d", self.opt_d))
+        tensors.update(optimizer_tensors("opt_g", self.opt_g))
+        tensors.update(optimizer_tensors("opt_d", self.opt_d))
         tensors["rng.data"] = self.gen.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         if self.penalty is not None:
@@ -228,8 +211,8 @@ class _Trainer:
             raise InputError(f"{path}: checkpoint of another model {meta['config']} (asked {self.generator.config})")
         for name, module in self.modules().items():
             module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
-        _load_optimizer("opt_g", self.opt_g, tensors)
-        _load_optimizer("opt_d", self.opt_d, tensors)
+        load_optimizer_tensors("opt_g", self.opt_g, tensors)
+        load_optimizer_tensors("opt_d", self.opt_d, tensors)
         self.gen.set_state(tensors["rng.data"])
         torch.set_rng_state(tensors["rng.torch"])
         saved = tensors.get("penalty.directions")

@@ -27,7 +27,7 @@ import torch
 
 from otmap_cli.io import list_images
 from otmap_cli.restore.prior import FlowPrior
-from otmap_cli.weights import load_tensors, save_tensors
+from otmap_cli.weights import load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
 
 CHECKPOINT_KIND = "flow-checkpoint"
 MODEL_KIND = "flow-prior"
@@ -113,10 +113,7 @@ def validation_psnr(prior: FlowPrior, clean: torch.Tensor, device: str) -> dict[
 def _state(prior, ema, optimizer, step, gen, elapsed) -> tuple[dict, dict]:
     tensors = {f"model.{k}": v for k, v in prior.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    opt_state = optimizer.state_dict()
-    for idx, state in opt_state["state"].items():
-        for name, value in state.items():
-            tensors[f"opt.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    tensors.update(optimizer_tensors("opt", optimizer))
     tensors["rng.data"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"step": step, "elapsed_s": elapsed, "config": prior.config}
@@ -127,12 +124,7 @@ def _restore(path: Path, prior, ema, optimizer, gen) -> tuple[int, float]:
     tensors, meta = load_tensors(path, CHECKPOINT_KIND)
     prior.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    opt_state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict(opt_state)
+    load_optimizer_tensors("opt", optimizer, tensors)
     gen.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     return int(meta["step"]), float(meta["elapsed_s"])

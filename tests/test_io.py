@@ -1,0 +1,117 @@
+"""Image reading/writing: odd but valid images work, bad ones fail cleanly, writes are atomic."""
+
+from __future__ import annotations
+
+import io as _io
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from conftest import SAMPLES, run_cli
+from otmap_cli.errors import InputError
+from otmap_cli.io import Image, atomic_output, read_image, write_image
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, :10] = 255  # a white band on the left of the stored pixels
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    PILImage.fromarray(arr).save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    image = read_image(tmp_path / "rot.jpg")
+    assert image.rgb.shape == (40, 20, 3)  # displayed upright: portrait
+    assert image.rgb[:10].mean() > 0.9 and image.rgb[-10:].mean() < 0.1  # the band is now on top
+
+
+def test_sixteen_bit_png_round_trip(tmp_path):
+    import png
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 65536, size=(12, 9, 3), dtype=np.uint16)
+    png.Writer(9, 12, greyscale=False, bitdepth=16).write(open(tmp_path / "in.png", "wb"), arr.reshape(12, 27))
+    image = read_image(tmp_path / "in.png")
+    assert image.bit_depth == 16
+    np.testing.assert_allclose(image.rgb * 65535, arr, atol=0.5)
+    write_image(image, tmp_path / "out.png")
+    back = read_image(tmp_path / "out.png")
+    assert back.bit_depth == 16
+    np.testing.assert_array_equal(np.round(back.rgb * 65535), arr)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "LA", "I;16"])
+def test_other_modes_become_rgb(tmp_path, mode):
+    base = PILImage.fromarray((np.indices((16, 24)).sum(0) * 5 % 256).astype(np.uint8)).convert("RGB")
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    path = tmp_path / f"x{suffix}"
+    (base.convert("I;16") if mode == "I;16" else base.convert(mode)).save(path)
+    image = read_image(path)
+    assert image.rgb.shape == (16, 24, 3) and image.rgb.dtype == np.float32
+    assert 0 <= image.rgb.min() and image.rgb.max() <= 1
+    assert (image.alpha is not None) == (mode == "LA")
+
+
+def test_icc_profile_is_kept(tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    PILImage.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "icc.png", icc_profile=icc)
+    image = read_image(tmp_path / "icc.png")
+    write_image(image, tmp_path / "out.jpg")
+    assert PILImage.open(tmp_path / "out.jpg").info.get("icc_profile") == icc
+
+
+def test_pixel_bomb_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+                                        chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    with pytest.raises(InputError, match="exceeds the limit"):
+        read_image(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize("content", [b"hello, I am text", b"", b"\x89PNG\r\n\x1a\n garbage"])
+def test_corrupt_files_fail_cleanly(tmp_path, content):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(InputError):
+        read_image(tmp_path / "bad.png")
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_write_refuses_unknown_suffix(tmp_path):
+    with pytest.raises(InputError):
+        write_image(Image(rgb=np.zeros((2, 2, 3), np.float32)), tmp_path / "x.xyz")
+
+
+def test_cli_bad_inputs_give_one_line_and_exit_2(tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    cases = [
+        ("recolor", str(tmp_path / "missing.jpg"), str(SAMPLES / "sunset.jpg")),
+        ("recolor", str(tmp_path / "text.png"), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png")),
+        ("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "--strength", "1.5"),
+        ("apply", str(tmp_path / "text.png"), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "o2.png")),
+        ("restore", str(SAMPLES / "day.jpg"), "--task", "inpaint", "-o", str(tmp_path / "o3.png")),
+        ("restore", str(SAMPLES / "day.jpg"), "--task", "sharpen"),
+        ("restore", str(SAMPLES / "day.jpg"), "--task", "denoise", "--noise-sigma", "-1"),
+        ("restore", str(SAMPLES / "day.jpg"), "--task", "superres", "--scale", "0"),
+    ]
+    for args in cases:
+        proc = run_cli(*args)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, (args, err)
+        assert "Traceback" not in err and err.strip(), args
