@@ -189,8 +189,8 @@ def recolor(
     name: str = typer.Option("{stem}_recolored.png", "--name", help="Output name template for --out-dir."),
     model: Model = typer.Option(Model.cmgn, "--model", help="Monotone gradient network: cascaded or modular."),
     loss: Loss = typer.Option(Loss.sliced, "--loss", help="Distribution loss (see README: chosen by benchmark)."),
-    steps: int = typer.Option(300, "--steps", help="Distribution-loss steps after the OT warm start."),
-    warm_steps: int = typer.Option(200, "--warm-steps", help="Regression steps onto an exact discrete OT plan "
+    steps: int = typer.Option(200, "--steps", help="Distribution-loss steps after the OT warm start."),
+    warm_steps: int = typer.Option(600, "--warm-steps", help="Regression steps onto an exact discrete OT plan "
                                    "(0 = skip)."),
     batch_pixels: int = typer.Option(2048, "--batch-pixels", help="Pixels per optimisation step."),
     strength: float = typer.Option(1.0, "--strength", help="0..1: partial transfer along the Wasserstein "
@@ -595,7 +595,7 @@ def train_flow_command(
     max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
     init: Optional[Path] = typer.Option(None, "--init", help="Warm start from shipped weights."),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (warm-up, then cosine to 10 %)."),
     channels: str = typer.Option("64,128,256", "--channels", help="U-Net widths per level."),
     checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes"),
     device: str = typer.Option("auto", "--device"),

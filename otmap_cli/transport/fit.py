@@ -36,14 +36,15 @@ ProgressFn = Callable[[int, int], None]
 class FitSettings:
     model: str = "cmgn"
     loss: str = "sliced"
-    steps: int = 400
-    batch: int = 4096
+    steps: int = 200
+    batch: int = 2048
     lr: float = 1e-2
     init: str = "gaussian"
-    warm_pixels: int = 2000
-    warm_steps: int = 200
+    warm_pixels: int = 3000
+    warm_steps: int = 600
     seed: int = 0
     device: str = "cpu"
+    output_range: tuple[float, float] | None = None
 
     def validate(self) -> None:
         if self.model not in MODELS:
@@ -81,6 +82,17 @@ def sliced_w2(a: torch.Tensor, b: torch.Tensor, projections: int = 256, seed: in
                                                 seed=seed))
 
 
+def _pushed(net: MonotoneGradientNet, x: torch.Tensor, settings: FitSettings) -> torch.Tensor:
+    """T(x), clipped to ``output_range`` when the result will be clipped anyway (colours in [0, 1]).
+
+    Fitting the clipped output lets the map overshoot where the style has a point mass on the
+    boundary (a white sky, black shadows): the Brenier map must collapse a region onto that point,
+    which a map with a PSD Jacobian bounded below can only do by pushing it past the edge.
+    """
+    out = net(x)
+    return out if settings.output_range is None else out.clamp(*settings.output_range)
+
+
 def _warm_start(net, source, target, settings, optimizer, rng) -> None:
     import ot
 
@@ -93,7 +105,7 @@ def _warm_start(net, source, target, settings, optimizer, rng) -> None:
     partners = ys[torch.as_tensor(plan.argmax(1))].to(settings.device)
     xs = xs.to(settings.device)
     for _ in range(settings.warm_steps):
-        loss = (net(xs) - partners).pow(2).sum(1).mean()
+        loss = (_pushed(net, xs, settings) - partners).pow(2).sum(1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -133,7 +145,7 @@ def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | tor
     for step in range(settings.steps):
         xs = sample_rows(source, settings.batch, rng).to(settings.device)
         ys = sample_rows(target, settings.batch, rng).to(settings.device)
-        pushed = net(xs)
+        pushed = _pushed(net, xs, settings)
         loss_fn.update(pushed, ys)
         loss = loss_fn(pushed, ys)
         optimizer.zero_grad()
@@ -144,8 +156,10 @@ def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | tor
             progress(settings.warm_steps + step + 1, total)
     net.eval()
     with torch.no_grad():
-        pushed = net(src_check.to(settings.device)).cpu()
+        pushed = _pushed(net, src_check.to(settings.device), settings).cpu()
         gauss = src_check.double() @ matrix.double() + offset.double()
+        if settings.output_range is not None:
+            gauss = gauss.clamp(*settings.output_range)
         w2_net = sliced_w2(pushed, tgt_check) if torch.isfinite(pushed).all() else math.inf
         w2_gauss = sliced_w2(gauss, tgt_check)
     fell_back = not (w2_net <= w2_gauss * 1.02)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -37,7 +38,7 @@ def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings
 
     Several sources give one shared map (consistent colours across video frames).
     """
-    settings = settings or FitSettings()
+    settings = replace(settings or FitSettings(), output_range=(0.0, 1.0))
     src = pixel_samples(sources, sample_pixels, settings.seed)
     sty = pixel_samples([style], sample_pixels, settings.seed + 1)
     result = fit_monotone_map(src, sty, settings, progress=progress)
