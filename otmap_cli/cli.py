@@ -195,8 +195,8 @@ def recolor(
     batch_pixels: int = typer.Option(2048, "--batch-pixels", help="Pixels per optimisation step."),
     strength: float = typer.Option(1.0, "--strength", help="0..1: partial transfer along the Wasserstein "
                                    "geodesic, (1-s) x + s T(x)."),
-    exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel instead of a 129^3 "
-                               "table for images above 2 MP."),
+    exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel instead of a 65^3 "
+                               "table for images above 0.27 MP."),
     shared_map: bool = typer.Option(False, "--shared-map", help="Fit one map on all sources pooled (consistent "
                                     "colours across video frames)."),
     save_map: Optional[Path] = typer.Option(None, "--save-map", help="Save the fitted map (.safetensors) for "
@@ -691,7 +691,9 @@ def info(as_json: bool = typer.Option(False, "--json", help="Machine-readable ou
 def main() -> None:
     """Console entry point: one-line errors with documented exit codes, tracebacks only with --debug."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit inside a command comes back as a return value here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except OtmapError as exc:
         if _STATE["debug"]:
             traceback.print_exc()

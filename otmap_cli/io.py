@@ -142,8 +142,10 @@ def read_image(source: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
                 colour, alpha, bit_depth = _pil_to_float(pil)
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Exception) as exc:
-        if isinstance(exc, (KeyboardInterrupt, MemoryError)):
+    except UnidentifiedImageError:
+        raise InputError(f"{label}: not an image in a format otmap reads") from None
+    except Exception as exc:  # decoders raise many types on corrupt data; all mean "bad input"
+        if isinstance(exc, MemoryError):
             raise
         reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
         raise InputError(f"{label}: not a readable image ({reason})") from None

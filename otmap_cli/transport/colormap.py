@@ -1,9 +1,10 @@
 """A fitted colour map: the monotone network plus what it was fitted on, applicable to any image.
 
-Applying: an image with more pixels than a 129^3 grid (2.1 MP) is mapped through the network
+Applying: an image with more pixels than a 65^3 grid (0.27 MP) is mapped through the network
 sampled on that grid and interpolated trilinearly (the same path as .cube export), so a 12 MP
-photo costs a table look-up (the interpolation error is measured in benchmarks/recolor.py);
-smaller images, or ``exact=True``, evaluate the network at every pixel. Both work in chunks, so
+photo costs a table look-up. Measured on the demo pair against the network at every pixel: mean
+error 0.05/255, 99.9th percentile 1.9/255, max 3/255 (33^3: 0.19, 4.3, 6.2; 129^3: 0.013, 0.8, 1.4,
+but 10x the evaluation time). Smaller images, or ``exact=True``, evaluate the network at every pixel. Both work in chunks, so
 memory is bounded by the chunk size beyond the input and output arrays.
 Partial transfer follows the Wasserstein geodesic (McCann's displacement interpolation, McCann
 1997): x -> (1 - s) x + s T(x).
@@ -23,7 +24,7 @@ from otmap_cli.transport.lut import apply_lut, sample_lut
 from otmap_cli.weights import load_tensors, save_tensors
 
 MAP_KIND = "colour-map"
-APPLY_LUT_SIZE = 129
+APPLY_LUT_SIZE = 65
 
 
 @dataclass

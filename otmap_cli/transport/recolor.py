@@ -26,7 +26,10 @@ def pixel_samples(images: Sequence[Image], n: int, seed: int = 0) -> np.ndarray:
         flat = image.rgb.reshape(-1, 3)
         if image.alpha is not None and (image.alpha > 0).any():
             flat = flat[image.alpha.reshape(-1) > 0]
-        index = rng.choice(len(flat), size=min(per_image, len(flat)), replace=False)
+        if len(flat) > 20 * per_image:  # large image: draws with replacement rarely repeat, and cost O(n)
+            index = rng.integers(0, len(flat), size=per_image)
+        else:
+            index = rng.choice(len(flat), size=min(per_image, len(flat)), replace=False)
         parts.append(flat[np.sort(index)])
     return np.concatenate(parts).astype(np.float32)
 

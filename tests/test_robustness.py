@@ -1,0 +1,89 @@
+"""Shell and batch use: pipes, batches with a bad file, shards, foreign weight files, fuzzed inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import SAMPLES, run_cli
+from otmap_cli.errors import InputError
+from otmap_cli.io import read_image
+from otmap_cli.transport.colormap import ColourMap
+
+FAST = ("--steps", "5", "--warm-steps", "5")
+
+
+def test_stdin_to_stdout_pipe():
+    proc = run_cli("--quiet", "recolor", "-", str(SAMPLES / "sunset.jpg"), "-o", "-", *FAST,
+                   stdin=(SAMPLES / "day.jpg").read_bytes())
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    assert proc.stderr == b""  # quiet: nothing but the image
+
+
+def test_batch_keeps_going_past_a_bad_file_and_fails_at_the_end(tmp_path, gradient_image):
+    good_a, good_b = gradient_image("a.png"), gradient_image("b.png")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    proc = run_cli("recolor", str(good_a), str(bad), str(good_b), str(SAMPLES / "sunset.jpg"), "--out-dir", str(out),
+                   "--keep-going", "--json", *FAST)
+    assert proc.returncode == 2, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert [r["ok"] for r in report["results"]] == [True, False, True] and report["failed"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_recolored.png", "b_recolored.png"]
+    assert b"1 of 3 inputs failed" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_shards_split_a_batch_without_overlap(tmp_path, gradient_image):
+    sources = [str(gradient_image(f"s{i}.png")) for i in range(5)]
+    seen = []
+    for shard in ("1/2", "2/2"):
+        out = tmp_path / shard.replace("/", "_")
+        proc = run_cli("--quiet", "recolor", *sources, str(SAMPLES / "sunset.jpg"), "--out-dir", str(out),
+                       "--shard", shard, *FAST)
+        assert proc.returncode == 0, proc.stderr.decode()
+        seen += [p.name for p in out.iterdir()]
+    assert sorted(seen) == sorted(f"s{i}_recolored.png" for i in range(5))
+
+
+def test_foreign_and_pickled_weights_are_refused(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "evil.pt").write_bytes(b"\x80\x04pickle")
+    for name in ("other.safetensors", "evil.pt"):
+        with pytest.raises(InputError):
+            ColourMap.load(tmp_path / name)
+        proc = run_cli("apply", str(tmp_path / name), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "x.png"))
+        assert proc.returncode == 2 and b"Traceback" not in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2048), keep=st.integers(0, 3000))
+def test_fuzzed_image_bytes_fail_cleanly(tmp_path, data, keep):
+    """Random bytes and mutated real files: either an image or an InputError, never a crash or hang."""
+    real = (SAMPLES / "day.jpg").read_bytes()
+    for blob in (data, real[:keep] + data, data + real[keep:keep + 64]):
+        path = tmp_path / "fuzz.png"
+        path.write_bytes(blob)
+        try:
+            image = read_image(path, max_pixels=4_000_000)
+        except InputError:
+            continue
+        assert image.rgb.ndim == 3 and np.isfinite(image.rgb).all()
+
+
+@settings(max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=1024))
+def test_fuzzed_map_files_fail_cleanly(tmp_path, data):
+    path = tmp_path / "fuzz.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(InputError):
+        ColourMap.load(path)
