@@ -87,3 +87,24 @@ def test_fuzzed_map_files_fail_cleanly(tmp_path, data):
     path.write_bytes(data)
     with pytest.raises(InputError):
         ColourMap.load(path)
+
+
+def test_help_answers_without_heavy_imports():
+    """--help and input errors must not wait for torch/deepinv to import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.argv = ['otmap', '--help']\n"
+            "from otmap_cli import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY' if {'torch', 'deepinv'} & set(sys.modules) else 'LIGHT')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.stdout.strip().endswith(b"LIGHT"), proc.stdout[-200:]
+
+
+def test_info_lists_shipped_models_with_checksums():
+    proc = run_cli("info", "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    payload = json.loads(proc.stdout)
+    assert "mnist_classifier.safetensors" in payload["models"]
+    assert len(payload["models"]["mnist_classifier.safetensors"]["sha256"]) == 64

@@ -93,7 +93,7 @@ def _pushed(net: MonotoneGradientNet, x: torch.Tensor, settings: FitSettings) ->
     return out if settings.output_range is None else out.clamp(*settings.output_range)
 
 
-def _warm_start(net, source, target, settings, optimizer, rng) -> None:
+def _warm_start(net, source, target, settings, optimizer, rng, progress, total) -> None:
     import ot
 
     n = min(settings.warm_pixels, len(source), len(target))
@@ -104,11 +104,13 @@ def _warm_start(net, source, target, settings, optimizer, rng) -> None:
     plan = ot.emd(weights, weights, ot.dist(xs.double().numpy(), ys.double().numpy()), numItermax=1_000_000)
     partners = ys[torch.as_tensor(plan.argmax(1))].to(settings.device)
     xs = xs.to(settings.device)
-    for _ in range(settings.warm_steps):
+    for step in range(settings.warm_steps):
         loss = (_pushed(net, xs, settings) - partners).pow(2).sum(1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if progress:
+            progress(step + 1, total)
 
 
 def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
@@ -122,8 +124,10 @@ def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | tor
     rng = np.random.default_rng(settings.seed)
     source = torch.as_tensor(source).float()
     target = torch.as_tensor(target).float()
-    holdout = min(4096, len(source) // 5, len(target) // 5)
-    src_check, tgt_check = sample_rows(source, holdout, rng), sample_rows(target, holdout, rng)
+    holdout = min(4096, len(source) // 5, len(target) // 5)  # kept out of the fit, for the final check
+    source, target = sample_rows(source, len(source), rng), sample_rows(target, len(target), rng)
+    src_check, tgt_check = source[:holdout], target[:holdout]
+    source, target = source[holdout:], target[holdout:]
     dim = source.shape[1]
     matrix, offset = gaussian_brenier(source, target)
     if settings.init == "identity":
@@ -136,9 +140,7 @@ def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | tor
     others = [p for name, p in net.named_parameters() if name != "gain_raw"]
     # gains are exp-like (softplus far left): a larger step lets them grow by e^1 in ~10 steps
     optimizer = torch.optim.Adam([{"params": others}, {"params": gains, "lr": 10 * settings.lr}], lr=settings.lr)
-    _warm_start(net, source, target, settings, optimizer, rng)
-    if progress:
-        progress(settings.warm_steps, total)
+    _warm_start(net, source, target, settings, optimizer, rng, progress, total)
     loss_fn = make_loss(settings.loss, dim, seed=settings.seed)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, settings.steps) / max(settings.steps, 1))))
