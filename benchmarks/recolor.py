@@ -174,6 +174,7 @@ def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=10, help="CBSD68 pairs besides the demo pair")
+    parser.add_argument("--start", type=int, default=0, help="skip the first K pairs (to split a run over processes)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pixels", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="fewer MGN variants")
@@ -189,7 +190,7 @@ def main() -> None:
         (args.out / "timing.json").write_text(json.dumps(time_sizes(ours[0]), indent=1))
         return
     rows: dict[str, list[dict]] = {}
-    for name, src_path, sty_path in pairs(args.pairs):
+    for name, src_path, sty_path in pairs(args.pairs)[args.start:]:
         src, sty = read_image(src_path).rgb, read_image(sty_path).rgb
         refs = references(src, sty, args.pixels, args.seeds)
         for fn in classical + ours:
