@@ -31,7 +31,8 @@ def shipped_model(name: str) -> Path:
     """Path of a shipped model file such as ``flow_natural.safetensors``; clear error if missing."""
     path = models_dir() / name
     if not path.is_file():
-        raise InputError(f"shipped model {name} not found in {models_dir()} (is the package installed completely?)")
+        raise InputError(f"shipped model {name} not found in {models_dir()}; pass --weights FILE "
+                         "(see 'otmap train --help')")
     return path
 
 
