@@ -135,6 +135,12 @@ def _require_files(paths: list[Path]) -> None:
             raise InputError(f"{path}: no such file")
 
 
+def _require_folder(path: Path) -> None:
+    """Training data must be a folder; say so before the slow imports."""
+    if not path.is_dir():
+        raise InputError(f"{path}: not a folder (--data expects the training data folder)")
+
+
 def _emit_json(payload: dict) -> None:
     print(json.dumps(payload, indent=None, default=str))
 
@@ -602,8 +608,7 @@ def train_flow_command(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Train the flow-matching prior used by 'otmap restore' (resumable; checkpoints every ~10 min)."""
-    if not data.is_dir():
-        raise InputError(f"{data}: not a folder of images")
+    _require_folder(data)
     from otmap_cli.device import resolve_device
     from otmap_cli.restore.train import FlowTrainConfig, train_flow
 
@@ -632,8 +637,7 @@ def train_brenier_command(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min)."""
-    if not data.is_dir():
-        raise InputError(f"{data}: not a folder")
+    _require_folder(data)
     if model not in ("brenier", "icnn", "dcgan", "cmgn"):
         raise InputError(f"unknown --model {model!r}; choose brenier, icnn, dcgan or cmgn")
     from otmap_cli.device import resolve_device
@@ -653,8 +657,7 @@ def train_classifier_command(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Train the small MNIST classifier whose features score generators (FLD, precision/recall)."""
-    if not data.is_dir():
-        raise InputError(f"{data}: not a folder")
+    _require_folder(data)
     from otmap_cli.device import resolve_device
     from otmap_cli.generate.classifier import train_classifier
 
