@@ -45,6 +45,15 @@ class Loss(str, Enum):
     gaussian = "gaussian"
 
 
+# Options shared by several commands: one definition, one wording.
+_DEVICE = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda.")
+_FORCE = typer.Option(False, "--force", help="Replace existing outputs.")
+_KEEP_GOING = typer.Option(False, "--keep-going", help="Go on past a bad input; fail at the end.")
+_SHARD = typer.Option(None, "--shard", help="I/N: process only every N-th input from the I-th.")
+_MAX_PIXELS = typer.Option(100_000_000, "--max-pixels", help="Refuse images larger than this.")
+_JSON = typer.Option(False, "--json", help="Print machine-readable results on stdout.")
+
+
 class Task(str, Enum):
     denoise = "denoise"
     deblur = "deblur"
@@ -213,12 +222,12 @@ def recolor(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Save a figure: images and colour distributions "
                                         "before/after."),
     seed: int = typer.Option(0, "--seed", help="Random seed (pixel sampling, initialisation)."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
-    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Go on past a bad source; fail at the end."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only every N-th source from the I-th."),
-    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse images larger than this."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+    keep_going: bool = _KEEP_GOING,
+    shard: Optional[str] = _SHARD,
+    max_pixels: int = _MAX_PIXELS,
+    as_json: bool = _JSON,
 ):
     """Re-colour SOURCE with the palette of STYLE by the optimal transport (Brenier) map, fitted as a
     monotone gradient network. Example: otmap recolor day.jpg sunset.jpg -o day_at_sunset.png"""
@@ -303,11 +312,11 @@ def apply(
     name: str = typer.Option("{stem}_mapped.png", "--name", help="Output name template."),
     strength: float = typer.Option(1.0, "--strength", help="0..1 partial transfer (saved maps only)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel."),
-    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Go on past a bad input; fail at the end."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only every N-th input from the I-th."),
-    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse images larger than this."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
+    force: bool = _FORCE,
+    keep_going: bool = _KEEP_GOING,
+    shard: Optional[str] = _SHARD,
+    max_pixels: int = _MAX_PIXELS,
+    as_json: bool = _JSON,
 ):
     """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically."""
     _validate_unit(strength, "--strength")
@@ -398,22 +407,26 @@ def restore(
     kernel: Optional[Path] = typer.Option(None, "--kernel", help="Blur kernel (PSF) as PNG or NPY (deblur)."),
     scale: Optional[int] = typer.Option(None, "--scale", help="Super-resolution factor 2, 3 or 4."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpainting mask, same size: black = missing."),
+    solver: str = typer.Option("pnp-flow", "--solver", help="pnp-flow, or for denoise mmse: the prior applied "
+                               "once as the MMSE denoiser at --noise-sigma (faster; see README for which wins)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="PnP-Flow iterations N (default per task)."),
     averages: Optional[int] = typer.Option(None, "--averages", help="Noise draws K averaged per iteration."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Step-size exponent: gamma_n = (1-t_n)^alpha."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Clean image: print PSNR/SSIM."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Flow prior (.safetensors); default: shipped."),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
-    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Go on past a bad input; fail at the end."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only every N-th input from the I-th."),
-    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse images larger than this."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+    keep_going: bool = _KEEP_GOING,
+    shard: Optional[str] = _SHARD,
+    max_pixels: int = _MAX_PIXELS,
+    as_json: bool = _JSON,
 ):
     """Restore images with PnP-Flow (Martin et al., ICLR 2025) and our shipped flow-matching prior.
     For superres, INPUT is the low-resolution image and the output is --scale times larger."""
     _restore_options(task, noise_sigma, blur_sigma, scale, steps, averages, alpha)
+    if solver not in ("pnp-flow", "mmse") or (solver == "mmse" and task is not Task.denoise):
+        raise InputError(f"--solver {solver}: choose pnp-flow, or mmse with --task denoise")
     if task is Task.inpaint and mask is None:
         raise InputError("--task inpaint needs --mask MASK.png (same size as the input, black = missing)")
     _require_files([mask, kernel, reference, weights] + ([] if keep_going else inputs))
@@ -447,7 +460,7 @@ def restore(
         with _progress(f"restoring {image.name} ({task.value})") as update:
             result = api.restore_image(image, task.value, noise_sigma=noise_sigma, blur_sigma=blur_sigma, kernel=psf,
                                        scale=scale, mask=pixel_mask, steps=steps, averages=averages, alpha=alpha,
-                                       seed=seed, device=dev, prior=prior, progress=update)
+                                       seed=seed, device=dev, prior=prior, progress=update, solver=solver)
         write_image(result, planned[source])
         record = {"output": str(planned[source]), "seconds": round(time.time() - start, 3)}
         if clean is not None:
@@ -473,8 +486,8 @@ def degrade(
     mask_out: Optional[Path] = typer.Option(None, "--mask-out", help="Write the inpainting mask (black = "
                                             "missing)."),
     seed: int = typer.Option(0, "--seed"),
-    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
-    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Refuse images larger than this."),
+    force: bool = _FORCE,
+    max_pixels: int = _MAX_PIXELS,
 ):
     """Simulate exactly the forward model that 'otmap restore' inverts (deepinv physics), to make test inputs."""
     _restore_options(task, noise_sigma, blur_sigma, scale, None, None, None)
@@ -525,9 +538,9 @@ def sample(
     points: int = typer.Option(1000, "--points", help="Points for --check-convexity."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Generator (.safetensors); default: shipped."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: same seed, same digits."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
-    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
+    device: str = _DEVICE,
+    force: bool = _FORCE,
+    as_json: bool = _JSON,
 ):
     """Draw MNIST digits from the shipped Brenier generator G = grad(phi), phi a learned convex
     convolutional potential (Drygala et al. 2025)."""
@@ -602,9 +615,11 @@ def train_flow_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
     init: Optional[Path] = typer.Option(None, "--init", help="Warm start from shipped weights."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (warm-up, then cosine to 10 %)."),
+    schedule_steps: int = typer.Option(60_000, "--schedule-steps", help="Steps over which the cosine decays "
+                                       "(match it to the steps your budget allows)."),
     channels: str = typer.Option("64,128,256", "--channels", help="U-Net widths per level."),
     checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = _DEVICE,
     seed: int = typer.Option(0, "--seed"),
 ):
     """Train the flow-matching prior used by 'otmap restore' (resumable; checkpoints every ~10 min)."""
@@ -617,7 +632,8 @@ def train_flow_command(
     except ValueError:
         raise InputError(f"--channels must be comma-separated integers, got {channels!r}") from None
     cfg = FlowTrainConfig(data=data, run_dir=run_dir, out=out, minutes=minutes, max_steps=max_steps, resume=resume,
-                          init=init, lr=lr, channels=widths, checkpoint_minutes=checkpoint_minutes,
+                          init=init, lr=lr, schedule_steps=schedule_steps, channels=widths,
+                          checkpoint_minutes=checkpoint_minutes,
                           device=resolve_device(device), seed=seed)
     train_flow(cfg, log=_say)
 
@@ -633,7 +649,7 @@ def train_brenier_command(
     max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
     init: Optional[Path] = typer.Option(None, "--init", help="Warm start the generator from shipped weights."),
-    device: str = typer.Option("auto", "--device"),
+    device: str = _DEVICE,
     seed: int = typer.Option(0, "--seed"),
 ):
     """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min)."""
@@ -653,7 +669,7 @@ def train_classifier_command(
     data: Path = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files."),
     out: Path = typer.Option(Path("models/mnist_classifier.safetensors"), "--out"),
     epochs: float = typer.Option(3.0, "--epochs"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = _DEVICE,
     seed: int = typer.Option(0, "--seed"),
 ):
     """Train the small MNIST classifier whose features score generators (FLD, precision/recall)."""

@@ -63,16 +63,26 @@ def test_icc_profile_is_kept(tmp_path):
 
 def test_pixel_bomb_refused_before_decoding(tmp_path):
     import struct
+    import time
     import zlib
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
-    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
-                                        chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                     + chunk(b"IEND", b""))
+    start = time.time()
     with pytest.raises(InputError, match="exceeds the limit"):
-        read_image(tmp_path / "bomb.png")
+        read_image(bomb)
+    assert time.time() - start < 1.0
+    proc = run_cli("recolor", str(bomb), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"))
+    assert proc.returncode == 2 and b"--max-pixels" in proc.stderr and b"Traceback" not in proc.stderr
+    # raising the limit lets the header through; the truncated data then fails as a corrupt file, cleanly
+    proc = run_cli("recolor", str(bomb), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"),
+                   "--max-pixels", "4000000000")
+    assert proc.returncode == 2 and b"exceeds the limit" not in proc.stderr and b"Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("content", [b"hello, I am text", b"", b"\x89PNG\r\n\x1a\n garbage"])
@@ -93,6 +103,37 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
+_SLOW_WRITER = """
+import sys
+import numpy as np
+from otmap_cli.io import Image, write_image
+noise = np.random.default_rng(0).random((3000, 3000, 3), dtype=np.float32)  # incompressible: a slow encode
+write_image(Image(rgb=noise, bit_depth=16), sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_a_write_killed_midway_leaves_the_old_output_whole(tmp_path, signal_name):
+    """A real process killed while its encoder is writing: the destination keeps its old bytes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old output")
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)])
+    deadline = time.time() + 60
+    while not any(p.stat().st_size > 0 for p in tmp_path.glob(".out.png.*.part")):
+        assert proc.poll() is None and time.time() < deadline, "the writer never started writing"
+        time.sleep(0.01)
+    proc.send_signal(getattr(signal, signal_name))
+    proc.wait(timeout=30)
+    assert target.read_bytes() == b"old output"
+    if signal_name == "SIGINT":  # a catchable interrupt also removes its temporary file
+        assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
 def test_write_refuses_unknown_suffix(tmp_path):
     with pytest.raises(InputError):
         write_image(Image(rgb=np.zeros((2, 2, 3), np.float32)), tmp_path / "x.xyz")
@@ -109,6 +150,9 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(tmp_path):
         ("restore", str(SAMPLES / "day.jpg"), "--task", "sharpen"),
         ("restore", str(SAMPLES / "day.jpg"), "--task", "denoise", "--noise-sigma", "-1"),
         ("restore", str(SAMPLES / "day.jpg"), "--task", "superres", "--scale", "0"),
+        ("restore", str(SAMPLES / "day.jpg"), "--task", "denoise", "--steps", "0"),
+        ("restore", str(SAMPLES / "day.jpg"), "--task", "deblur", "--solver", "mmse"),
+        ("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "--steps", "-1"),
     ]
     for args in cases:
         proc = run_cli(*args)

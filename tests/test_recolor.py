@@ -13,6 +13,7 @@ from conftest import SAMPLES, run_cli
 from otmap_cli.io import read_image
 from otmap_cli.transport.colormap import ColourMap
 from otmap_cli.transport.fit import FitSettings
+from otmap_cli.transport.gaussian import gaussian_brenier
 from otmap_cli.transport.lut import apply_lut, read_cube, write_cube
 from otmap_cli.transport.recolor import fit_colour_map, pixel_samples, recolor
 
@@ -95,6 +96,24 @@ def test_every_loss_fits_without_falling_below_the_gaussian_map(loss):
     colour_map, result = fit_colour_map([source], style, settings, sample_pixels=5000)
     assert np.isfinite(result.metrics["sliced_w2_heldout"])
     assert result.metrics["sliced_w2_heldout"] <= result.metrics["sliced_w2_gaussian_map"] * 1.02 + 1e-9
+
+
+def test_a_fit_that_diverges_to_nan_falls_back_to_the_gaussian_map():
+    """An absurd learning rate makes the network's parameters non-finite; the result must still be
+    the closed-form Gaussian map, flagged, and every recoloured pixel finite."""
+    source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
+    settings = FitSettings(lr=1e30, steps=10, warm_steps=10, warm_pixels=500, batch=256)
+    colour_map, result = fit_colour_map([source], style, settings, sample_pixels=5000)
+    assert result.fell_back
+    assert all(torch.isfinite(p).all() for p in result.net.parameters())
+    src = torch.as_tensor(pixel_samples([source], 4000, seed=1))
+    matrix, offset = gaussian_brenier(src, torch.as_tensor(pixel_samples([style], 4000, seed=1)))
+    with torch.no_grad():
+        pushed = result.net(src)
+    expected = src @ matrix + offset
+    assert torch.allclose(pushed, expected, atol=0.05)  # the fallback is fitted on the fit's own sample
+    out = colour_map.apply(source.rgb)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -7,6 +7,7 @@ with the shipped prior skip while ``models/flow_natural.safetensors`` does not e
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -151,6 +152,8 @@ BAD_ARGUMENTS = [
     ({"task": "denoise", "averages": 0}, "averages"),
     ({"task": "denoise", "alpha": -1}, "alpha"),
     ({"task": "denoise", "alpha": "x"}, "alpha"),
+    ({"task": "denoise", "solver": "magic"}, "unknown solver"),
+    ({"task": "deblur", "solver": "mmse"}, "only denoises"),
 ]
 
 
@@ -161,6 +164,22 @@ def test_restore_refuses_bad_arguments(kwargs, message):
     with pytest.raises(InputError, match=message) as info:
         api.restore_rgb(np.zeros((12, 16, 3), np.float32), task, prior=tiny_prior(), **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_cli_inpaint_mask_of_another_size_is_refused(tmp_path):
+    from PIL import Image as PILImage
+
+    from conftest import SAMPLES, run_cli
+    from otmap_cli.restore.train import export_prior
+
+    weights = tmp_path / "tiny.safetensors"
+    export_prior(tiny_prior(), weights, {})
+    PILImage.new("L", (10, 10), 255).save(tmp_path / "mask.png")
+    proc = run_cli("restore", str(SAMPLES / "day.jpg"), "--task", "inpaint", "--mask", str(tmp_path / "mask.png"),
+                   "--weights", str(weights), "-o", str(tmp_path / "out.png"))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "mask is 10x10" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_degrade_refuses_a_box_outside_the_image():
@@ -211,6 +230,17 @@ def test_pnpflow_denoising_with_exact_gaussian_prior():
     mmse = STD**2 * (2 * sigma) ** 2 / (STD**2 + (2 * sigma) ** 2) / 4
     assert psnr(out, clean) > psnr(noisy, clean) + 2.0  # 2.5 dB predicted
     assert mse > 0.95 * mmse  # cannot beat the posterior mean
+
+
+def test_mmse_solver_is_the_posterior_mean():
+    """With the exact prior, one denoising step reaches the closed-form MMSE (and beats PnP-Flow)."""
+    clean = gaussian_image(64, 0)
+    sigma = 0.2
+    noisy, _ = physics.degrade(clean, "denoise", noise_sigma=sigma, seed=1)
+    out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, prior=gaussian_prior, solver="mmse")
+    mmse = STD**2 * (2 * sigma) ** 2 / (STD**2 + (2 * sigma) ** 2) / 4
+    assert float(np.mean((out - clean) ** 2)) == pytest.approx(mmse, rel=0.05)
+    assert float(np.mean((out - clean) ** 2)) < predicted_mse(2 * sigma, 0.8, 100)
 
 
 def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
@@ -329,3 +359,28 @@ def test_pnpflow_improves_on_the_degraded_input(task, options):
         y = np.stack([np.asarray(PILImage.fromarray(y[..., c], mode="F").resize((48, 48), PILImage.Resampling.BICUBIC))
                       for c in range(3)], axis=2)
     assert api.quality(out, clean)["psnr"] > api.quality(y, clean)["psnr"]
+
+
+def test_flow_training_runs_resumes_and_exports(tmp_path):
+    from PIL import Image as PILImage
+
+    from otmap_cli.restore.train import FlowTrainConfig, load_prior, train_flow
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        PILImage.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    settings = dict(data=data, run_dir=tmp_path / "run", out=tmp_path / "prior.safetensors", channels=(8, 16),
+                    blocks=1, pixels_per_batch=2 * 32 * 32, patch_sizes=(32,), validation_images=1, warmup_steps=2,
+                    checkpoint_minutes=100, threads=1)
+    lines: list[str] = []
+    train_flow(FlowTrainConfig(max_steps=3, **settings), log=lines.append)
+    prior = load_prior(tmp_path / "prior.safetensors")
+    assert prior.config["channels"] == [8, 16]
+    train_flow(FlowTrainConfig(max_steps=5, resume=True, **settings), log=lines.append)
+    assert any("resumed" in line and "step 3" in line for line in lines)
+    log = [line for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [json.loads(line)["step"] for line in log] == [3, 5]
+    x = torch.zeros(1, 3, 20, 28)
+    assert prior(x, torch.full((1,), 0.5)).shape == x.shape  # odd sizes go through

@@ -20,8 +20,10 @@ from otmap_cli.io import Image, read_image
 from otmap_cli.restore import pnpflow, tiles
 from otmap_cli.restore.physics import blur_filter, degrade, make_physics, mask_tensor, resolve, to_array, to_tensor
 from otmap_cli.restore.pnpflow import Denoiser, Progress
+from otmap_cli.restore.prior import mmse_denoise
 
 PRIOR_FILE = "flow_natural.safetensors"
+SOLVERS = ("pnp-flow", "mmse")
 SR_REACH = 2  # the bicubic filter reaches 2 low-resolution pixels (4 * scale taps)
 
 
@@ -49,13 +51,21 @@ def mask_to_image(mask: np.ndarray) -> Image:
 def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
                 kernel: np.ndarray | None = None, scale: int | None = None, mask: np.ndarray | None = None,
                 steps: int | None = None, averages: int | None = None, alpha: float | None = None, seed: int = 0,
-                device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None) -> np.ndarray:
-    """PnP-Flow restoration of an (h, w, 3) array in [0, 1]; superres returns (scale h, scale w, 3). Clipped to [0, 1].
+                device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None,
+                solver: str = "pnp-flow") -> np.ndarray:
+    """Restoration of an (h, w, 3) array in [0, 1]; superres returns (scale h, scale w, 3). Clipped to [0, 1].
 
-    ``noise_sigma`` is validated but does not change the result: PnP-Flow's iteration is free of
-    sigma (see :mod:`~otmap_cli.restore.pnpflow`); the noise level acts through the tuned alpha.
+    ``solver``: "pnp-flow" (the default), or for denoising "mmse", the prior used once as the
+    minimum-mean-square-error denoiser at the given noise level, D_t(t y) with t = 1 / (1 + sigma)
+    (the x1-prediction of Martin et al. 2025, Sec. 3, read as Tweedie's formula).
+    For PnP-Flow ``noise_sigma`` is validated but does not change the result: its iteration is
+    free of sigma (see :mod:`~otmap_cli.restore.pnpflow`); the noise level acts through alpha.
     """
     deg = resolve(task, noise_sigma, blur_sigma, kernel, scale)
+    if solver not in SOLVERS:
+        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if solver == "mmse" and task != "denoise":
+        raise InputError("the mmse solver only denoises; use pnp-flow for the other tasks")
     settings = pnpflow.settings_for(task, steps, alpha, averages)
     h, w = rgb.shape[:2]
     reach = 0  # how far (in pixels of y) the operator spreads a pixel, for the tile margins
@@ -78,6 +88,12 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
                                deg.blur_sigma, deg.kernel, deg.scale,
                                None if mask is None else mask[r0:r1, c0:c1], device)
         tick = None if progress is None else (lambda n, total: progress(index * total + n, count * total))
+        if solver == "mmse":
+            with torch.no_grad():
+                clean = (mmse_denoise(prior, 2 * y[..., r0:r1, c0:c1].to(device) - 1, 2 * deg.noise_sigma) + 1) / 2
+            if tick is not None:
+                tick(1, 1)
+            return clean
         return pnpflow.solve(y[..., r0:r1, c0:c1].to(device), physics, prior, settings,
                              generator=generator, progress=tick)
 
@@ -107,11 +123,12 @@ def _with_pixels(image: Image, rgb: np.ndarray, scale: int) -> Image:
 def restore_image(image: Image, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
                   kernel: np.ndarray | None = None, scale: int | None = None, mask: np.ndarray | None = None,
                   steps: int | None = None, averages: int | None = None, alpha: float | None = None, seed: int = 0,
-                  device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None) -> Image:
+                  device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None,
+                  solver: str = "pnp-flow") -> Image:
     """Restore ``image`` (see :func:`restore_rgb`); alpha is kept aside, and resized for superres."""
     rgb = restore_rgb(image.rgb, task, noise_sigma=noise_sigma, blur_sigma=blur_sigma, kernel=kernel, scale=scale,
                       mask=mask, steps=steps, averages=averages, alpha=alpha, seed=seed, device=device, prior=prior,
-                      progress=progress)
+                      progress=progress, solver=solver)
     return _with_pixels(image, rgb, resolve(task, scale=scale).scale)
 
 

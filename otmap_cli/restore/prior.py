@@ -62,6 +62,11 @@ class FlowPrior(nn.Module):
         return skip_s * x_t + out_s * self.net(x_t * in_s, c_noise.view(-1))
 
     def denoise(self, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
-        """MMSE Gaussian denoiser for images in [-1, 1] with noise std ``sigma``: D_t(t*y), t = 1/(1+sigma)."""
-        t = torch.full((noisy.shape[0],), 1.0 / (1.0 + sigma), device=noisy.device)
-        return self(noisy * t.view(-1, 1, 1, 1), t)
+        return mmse_denoise(self, noisy, sigma)
+
+
+def mmse_denoise(prior, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+    """MMSE Gaussian denoiser for images in [-1, 1] with noise std ``sigma``, from any x1-predictor
+    ``prior(x_t, t)``: y = x1 + sigma eps is x_t / t at t = 1 / (1 + sigma), so E[x1 | y] = D_t(t y)."""
+    t = torch.full((noisy.shape[0],), 1.0 / (1.0 + sigma), device=noisy.device, dtype=noisy.dtype)
+    return prior(noisy * t.view(-1, 1, 1, 1), t)

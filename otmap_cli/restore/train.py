@@ -20,7 +20,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,7 @@ import torch
 
 from otmap_cli.io import list_images
 from otmap_cli.restore.prior import FlowPrior
+from otmap_cli.training import RunControls, ema_update
 from otmap_cli.weights import load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
 
 CHECKPOINT_KIND = "flow-checkpoint"
@@ -36,11 +37,10 @@ MODEL_KIND = "flow-prior"
 VALIDATION_SIGMAS = (15 / 255, 25 / 255, 50 / 255)
 
 
-@dataclass
-class FlowTrainConfig:
+@dataclass(kw_only=True)
+class FlowTrainConfig(RunControls):
     data: Path
     run_dir: Path = Path("runs/flow")
-    out: Path | None = None
     channels: tuple[int, ...] = (64, 128, 256)
     blocks: int = 2
     pixels_per_batch: int = 32 * 64 * 64
@@ -49,18 +49,7 @@ class FlowTrainConfig:
     warmup_steps: int = 500
     schedule_steps: int = 60_000
     divergence_db: float = 1.0
-    ema_decay: float = 0.999
-    minutes: float = 60.0
-    max_steps: int = 0
-    checkpoint_minutes: float = 10.0
     validation_images: int = 6
-    resume: bool = False
-    init: Path | None = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 0
-    bf16: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def load_training_images(folder: Path) -> list[torch.Tensor]:
@@ -228,7 +217,7 @@ def train_flow(cfg: FlowTrainConfig, log: Callable[[str], None] = print) -> Flow
         t = sample_times(batch, gen).to(cfg.device)
         eps = torch.randn(x1.shape, generator=gen).to(cfg.device)
         x_t = t.view(-1, 1, 1, 1) * x1 + (1 - t.view(-1, 1, 1, 1)) * eps
-        with torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with cfg.autocast():
             raw, target = prior.raw_and_target(x1, x_t, t)
         loss = (raw.float() - target.float()).pow(2).mean()
         lr = learning_rate(cfg, step) * lr_scale
@@ -239,10 +228,7 @@ def train_flow(cfg: FlowTrainConfig, log: Callable[[str], None] = print) -> Flow
         if not torch.isfinite(torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)):
             continue  # skip a non-finite step rather than poison the weights
         optimizer.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), prior.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        ema_update(ema, prior, step, cfg.ema_decay)
         step += 1
         losses.append(loss.item())
         if step % 50 == 0:
