@@ -11,8 +11,8 @@ metrics, on [0, 1] images clipped) with seconds per image:
   (``otmap restore --solver mmse``);
 * ``dpir``: deepinv.optim.DPIR (HQS, Zhang et al. TPAMI 2021) with *our* prior as its denoiser:
   the same network, another algorithm;
-* ``bm3d`` (denoise; pip ``bm3d``) and ``tv`` (deepinv TVPrior, proximal gradient, lambda fixed
-  beforehand on train_natural images, never on the test images) for the other tasks;
+* ``bm3d`` (denoise; pip ``bm3d``) and ``tv`` (deepinv TVPrior, 100 proximal-gradient steps from
+  H^T y, lambda fixed a priori and not tuned, so a weak baseline) for the other tasks;
 * ``classical``: the answer of scikit-image / PIL (denoise: wavelet BayesShrink; deblur: Wiener
   with the true PSF; super-res: bicubic; inpainting: biharmonic);
 * ``input``: the degraded image itself (super-res: nearest-neighbour enlargement).
@@ -48,7 +48,7 @@ TASKS = {  # name -> (otmap task, degrade options)
     "inpaint-random": ("inpaint", {"mask_ratio": 0.7}),
     "inpaint-box": ("inpaint", {"box": "centre"}),
 }
-TV_LAMBDA = {"deblur": 0.01, "superres": 0.01, "inpaint": 0.005}  # on [0,1] images; chosen on train_natural
+TV_LAMBDA = {"deblur": 0.01, "superres": 0.01, "inpaint": 0.005}  # on [0, 1] images; a priori, not tuned
 PUBLISHED = "CBSD68 sigma=25, full images: CBM3D 30.71, FFDNet 31.21, DRUNet 31.69 dB (DPIR, TPAMI 2021, Table III)"
 
 

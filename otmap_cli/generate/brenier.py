@@ -97,6 +97,15 @@ class BrenierTrainConfig(RunControls):
     still speckled, so the speckle comes from the untrained conv weights, not from reading white
     noise, and image-space noise (the paper's choice, under which Brenier's theorem applies) stays.
     No variant drew clean digits within 1000 steps.
+
+    ``clip_for_discriminator``: the discriminator sees G's output clipped to the pixel range, i.e.
+    the image a user gets. Real digits are mostly pixels at exactly -1; a gradient map has no
+    output squashing (a tanh would break G = grad phi), so without the clip it must hit -1 exactly
+    and every bit of background speckle gives it away, whereas with it anything below -1 is clean
+    background (the role tanh plays in a DCGAN). Gradients stop at clipped pixels; with a
+    straight-through clip instead they pushed outputs without bound (FLD 606, eigenvalue -7383 at
+    step 1000). Measured with the plain clip (1000 steps, 1 thread): FLD 444 against 622 without,
+    eigenvalue +0.020, and the samples became recognisable digits of several classes.
     """
 
     data: Path
@@ -114,6 +123,7 @@ class BrenierTrainConfig(RunControls):
     near_step: float = 1.0
     search_steps: int = 4
     classifier: Path | None = None
+    clip_for_discriminator: bool = True
 
 
 def _new_generator(cfg: BrenierTrainConfig, train_images: torch.Tensor, log: Callable[[str], None]) -> nn.Module:
@@ -273,6 +283,8 @@ def _train_step(t: _Trainer, cfg: BrenierTrainConfig, images: torch.Tensor, gamm
             t.penalty.search(t.generator, z[:cfg.near_pairs], t.gen)
         g_all = t.generator(t.penalty.inputs(z) if t.penalty else z).float()
         fake = g_all[:cfg.batch]
+        if cfg.clip_for_discriminator:  # D judges the image a user sees (pixels clipped to the valid range)
+            fake = fake.clamp(-1, 1)
         d_real, d_fake_detached = t.discriminator(real).float(), t.discriminator(fake.detach()).float()
         loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake_detached).mean()
     t.opt_d.zero_grad(set_to_none=True)
