@@ -13,9 +13,12 @@ written in terms of t so that it stays finite at t = 0:
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
+from otmap_cli.device import inference_autocast
 from otmap_cli.nets.unet import TimeUNet
 
 SIGMA_DATA = 0.5
@@ -59,7 +62,10 @@ class FlowPrior(nn.Module):
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         in_s, skip_s, out_s, c_noise = (c.view(-1, 1, 1, 1) for c in _coefficients(t))
-        return skip_s * x_t + out_s * self.net(x_t * in_s, c_noise.view(-1))
+        precision = contextlib.nullcontext() if self.training else inference_autocast(x_t.device.type)
+        with precision:
+            residual = self.net(x_t * in_s, c_noise.view(-1))
+        return skip_s * x_t + out_s * residual.to(x_t.dtype)
 
     def denoise(self, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
         return mmse_denoise(self, noisy, sigma)
