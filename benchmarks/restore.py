@@ -186,6 +186,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override PnP-Flow's N (default: per task)")
     parser.add_argument("--weights", type=Path, default=None, help="a prior other than the shipped one")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timing", action="store_true", help="only time the product's defaults on one 256 x 256 "
+                        "crop per task (run it on an otherwise idle machine)")
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -195,8 +197,11 @@ def main() -> None:
     if args.steps:
         pnpflow.DEFAULTS.update({k: pnpflow.Settings(args.steps, s.alpha, s.averages)
                                  for k, s in pnpflow.DEFAULTS.items()})
-    images = test_images(args.cbsd, args.set5, args.crop)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.timing:
+        time_defaults(prior, args.out / "restore_timing.json", args.threads)
+        return
+    images = test_images(args.cbsd, args.set5, args.crop)
     results: dict[str, dict[str, list[dict]]] = {}
     examples: dict[str, dict[str, np.ndarray]] = {}
     for task in args.tasks.split(","):
@@ -218,6 +223,19 @@ def main() -> None:
                                                            "results": results}, indent=1))
     print_tables(results, images, args.crop)
     save_grid(examples, args.out / "restore_grid.png")
+
+
+def time_defaults(prior, path: Path, threads: int) -> None:
+    """Wall time of ``otmap restore``'s defaults (the product path) on a 256 x 256 crop, per task."""
+    (name, clean), = test_images(1, 0, 256)
+    rows = {}
+    for task in TASKS:
+        otmap_task, y, mask, scale = degrade_for(task, clean, seed=0)  # superres: 128 x 128 in, 256 x 256 out
+        start = time.time()
+        pnp_flow(prior)(otmap_task, y, mask, scale)
+        rows[task] = round(time.time() - start, 1)
+        print(f"{task:15s} {rows[task]:6.1f} s for a {clean.shape[1]}x{clean.shape[0]} output", flush=True)
+    path.write_text(json.dumps({"image": name, "threads": threads, "seconds": rows}, indent=1))
 
 
 def print_tables(results, images, crop) -> None:

@@ -649,6 +649,9 @@ def train_brenier_command(
     max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
     init: Optional[Path] = typer.Option(None, "--init", help="Warm start the generator from shipped weights."),
+    penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
+                                                   "penalty (brenier; default 10). Raise it, with --resume, if "
+                                                   "'min_eigenvalue' in the log turns negative."),
     device: str = _DEVICE,
     seed: int = typer.Option(0, "--seed"),
 ):
@@ -660,7 +663,8 @@ def train_brenier_command(
     from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
 
     cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model, minutes=minutes, max_steps=max_steps,
-                             resume=resume, init=init, device=resolve_device(device), seed=seed)
+                             resume=resume, init=init, penalty_weight=penalty_weight, device=resolve_device(device),
+                             seed=seed)
     train_brenier(cfg, log=_say)
 
 
