@@ -292,7 +292,7 @@ def recolor(
         colour_map = shared or fit([image])
         if shared is None:
             export(colour_map, [image])
-        result = image.with_rgb(colour_map.apply(image.rgb, strength, exact))
+        result = image.with_rgb(colour_map.apply(image.rgb, strength, exact, out=image.rgb))  # in place: bounded memory
         write_image(result, planned[source])
         _say(f"wrote {planned[source]}")
         return {"output": str(planned[source]), "seconds": round(time.time() - start, 3),
@@ -330,12 +330,12 @@ def apply(
         if strength != 1.0:
             raise InputError("--strength applies to saved maps, not to .cube files")
         table = read_cube(map_file)
-        mapper = lambda rgb: apply_lut(table, rgb)  # noqa: E731
+        mapper = lambda rgb: apply_lut(table, rgb, out=rgb)  # noqa: E731
     else:
         from otmap_cli.transport.colormap import ColourMap
 
         colour_map = ColourMap.load(map_file)
-        mapper = lambda rgb: colour_map.apply(rgb, strength, exact)  # noqa: E731
+        mapper = lambda rgb: colour_map.apply(rgb, strength, exact, out=rgb)  # noqa: E731
     many = len(inputs) > 1
     planned = {src: _check_output(_output_for(src, output, out_dir, name, many), [map_file, *inputs], force)
                for src in inputs}

@@ -171,7 +171,8 @@ def _pil_to_float(pil) -> tuple[np.ndarray, np.ndarray | None, int]:
     if mode == "CMYK":
         pil = pil.convert("RGB")
     rgba = pil.convert("RGBA") if has_alpha else pil.convert("RGB")
-    arr = np.asarray(rgba, dtype=np.float32) / 255.0
+    arr = np.array(rgba, dtype=np.float32)
+    arr *= np.float32(1 / 255)  # in place: a 50 MP image would otherwise hold two float copies
     if has_alpha:
         return arr[..., :3], arr[..., 3].copy(), 8
     return arr, None, 8
@@ -195,19 +196,17 @@ def write_image(image: Image, destination: str | Path, bit_depth: int | None = N
     from PIL import Image as PILImage
 
     depth = bit_depth or image.bit_depth
-    rgb = np.clip(np.nan_to_num(image.rgb, nan=0.0), 0.0, 1.0)
     alpha = image.alpha
     dest = str(destination)
     suffix = ".png" if dest == STDIO else Path(dest).suffix.lower()
     if suffix not in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}:
         raise InputError(f"{dest}: unsupported output format {suffix or '(none)'}; use .png, .jpg, .tif or .webp")
     if depth == 16 and suffix in {".png", ".tif", ".tiff"}:
-        payload = _encode_png16(rgb, alpha) if suffix == ".png" else _encode_tiff16(rgb, alpha)
+        arr = _quantise(image.rgb, alpha, np.uint16)
+        payload = _encode_png16(arr) if suffix == ".png" else _encode_tiff16(arr)
     else:
-        arr = np.round(rgb * 255).astype(np.uint8)
-        if alpha is not None and suffix in {".png", ".tif", ".tiff", ".webp"}:
-            arr = np.dstack([arr, np.round(np.clip(alpha, 0, 1) * 255).astype(np.uint8)])
-        pil = PILImage.fromarray(arr)
+        keep_alpha = alpha is not None and suffix in {".png", ".tif", ".tiff", ".webp"}
+        pil = PILImage.fromarray(_quantise(image.rgb, alpha if keep_alpha else None, np.uint8))
         buffer = _io.BytesIO()
         options = {"icc_profile": image.icc_profile} if image.icc_profile else {}
         if suffix in {".jpg", ".jpeg"}:
@@ -223,23 +222,34 @@ def write_image(image: Image, destination: str | Path, bit_depth: int | None = N
         tmp.write_bytes(payload)
 
 
-def _encode_png16(rgb: np.ndarray, alpha: np.ndarray | None) -> bytes:
+def _quantise(rgb: np.ndarray, alpha: np.ndarray | None, dtype, rows: int = 256) -> np.ndarray:
+    """Clip (NaN -> 0) and round float pixels to ``dtype``, RGB or RGBA, a band of rows at a time, so that
+    no full-size float temporary is made (a 50 MP image is 600 MB per float copy)."""
+    scale = np.iinfo(dtype).max
+    height, width = rgb.shape[:2]
+    out = np.empty((height, width, 3 if alpha is None else 4), dtype=dtype)
+    for top in range(0, height, rows):
+        band = np.nan_to_num(rgb[top:top + rows], nan=0.0)
+        np.clip(band, 0.0, 1.0, out=band)
+        out[top:top + rows, :, :3] = np.round(band * scale)
+        if alpha is not None:
+            out[top:top + rows, :, 3] = np.round(np.clip(alpha[top:top + rows], 0, 1) * scale)
+    return out
+
+
+def _encode_png16(arr: np.ndarray) -> bytes:
     import png
 
-    planes = [rgb] if alpha is None else [rgb, alpha[..., None]]
-    arr = np.round(np.concatenate(planes, axis=2) * 65535).astype(np.uint16)
     height, width, channels = arr.shape
-    writer = png.Writer(width, height, greyscale=False, alpha=alpha is not None, bitdepth=16)
+    writer = png.Writer(width, height, greyscale=False, alpha=channels == 4, bitdepth=16)
     buffer = _io.BytesIO()
     writer.write(buffer, arr.reshape(height, width * channels))
     return buffer.getvalue()
 
 
-def _encode_tiff16(rgb: np.ndarray, alpha: np.ndarray | None) -> bytes:
+def _encode_tiff16(arr: np.ndarray) -> bytes:
     import tifffile
 
-    planes = [rgb] if alpha is None else [rgb, alpha[..., None]]
-    arr = np.round(np.concatenate(planes, axis=2) * 65535).astype(np.uint16)
     buffer = _io.BytesIO()
     tifffile.imwrite(buffer, arr, photometric="rgb")
     return buffer.getvalue()

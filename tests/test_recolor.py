@@ -75,6 +75,18 @@ def test_lut_round_trip_and_interpolation_error(demo_fit, tmp_path):
     np.testing.assert_allclose(apply_lut(back, corner)[0, 0], table[0, 0, -1], atol=1e-6)
 
 
+@pytest.mark.parametrize("exact", [False, True])
+def test_mapping_in_place_gives_the_same_pixels(demo_fit, exact):
+    """Huge images are mapped in place (out=rgb) to save memory; both routes (table, network) agree."""
+    colour_map = demo_fit[3]
+    rgb = np.tile(demo_fit[0].rgb, (3, 2, 1))[:600, :600]  # 360 000 px: above the 65^3 table threshold
+    expected = colour_map.apply(rgb.copy(), exact=exact, chunk=50_000)
+    in_place = np.ascontiguousarray(rgb.copy())
+    returned = colour_map.apply(in_place, exact=exact, chunk=50_000, out=in_place)
+    np.testing.assert_array_equal(returned, expected)
+    np.testing.assert_array_equal(in_place, expected)
+
+
 def test_saved_map_reloads_identically(demo_fit, tmp_path):
     source, _, _, colour_map, _ = demo_fit
     colour_map.save(tmp_path / "m.safetensors")

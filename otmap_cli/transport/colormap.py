@@ -41,14 +41,17 @@ class ColourMap:
         return sample_lut(lambda c: self.transform(c, strength), size)
 
     def apply(self, rgb: np.ndarray, strength: float = 1.0, exact: bool = False,
-              chunk: int = 1 << 20) -> np.ndarray:
-        """Map every pixel of an (H, W, 3) array in [0, 1]; result clipped to [0, 1]."""
+              chunk: int = 1 << 20, out: np.ndarray | None = None) -> np.ndarray:
+        """Map every pixel of an (H, W, 3) array in [0, 1]; result clipped to [0, 1].
+
+        ``out`` may be ``rgb`` itself (float32, contiguous) to map in place, chunk by chunk.
+        """
         if not 0.0 <= strength <= 1.0:
             raise InputError(f"strength must be within 0..1, got {strength}")
         if not exact and rgb.size // 3 > APPLY_LUT_SIZE**3:
-            return apply_lut(self.lut(APPLY_LUT_SIZE, strength), rgb, chunk)
+            return apply_lut(self.lut(APPLY_LUT_SIZE, strength), rgb, chunk, out)
         flat = rgb.reshape(-1, 3)
-        out = np.empty(flat.shape, dtype=np.float32)
+        out = np.empty(flat.shape, dtype=np.float32) if out is None else out.reshape(-1, 3)
         for start in range(0, len(flat), chunk):
             part = torch.from_numpy(np.ascontiguousarray(flat[start:start + chunk], dtype=np.float32))
             out[start:start + chunk] = self.transform(part, strength).clamp(0, 1).numpy()

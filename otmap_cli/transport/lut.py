@@ -36,11 +36,15 @@ def sample_lut(colour_map: Callable[[torch.Tensor], torch.Tensor], size: int, ch
     return values.clamp(0, 1).reshape(size, size, size, 3).numpy().astype(np.float32)
 
 
-def apply_lut(table: np.ndarray, rgb: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """Trilinear interpolation of ``table`` at every pixel of ``rgb`` (H, W, 3), in bounded-size chunks."""
+def apply_lut(table: np.ndarray, rgb: np.ndarray, chunk: int = 1 << 20, out: np.ndarray | None = None) -> np.ndarray:
+    """Trilinear interpolation of ``table`` at every pixel of ``rgb`` (H, W, 3), in bounded-size chunks.
+
+    ``out`` (float32, the shape of ``rgb``, may be ``rgb`` itself) receives the result: each chunk is
+    read before it is written, so mapping in place saves a second full-size array on huge images.
+    """
     volume = torch.from_numpy(np.ascontiguousarray(table)).permute(3, 0, 1, 2)[None]  # 1,3,B,G,R
     flat = rgb.reshape(-1, 3)
-    out = np.empty_like(flat, dtype=np.float32)
+    out = np.empty(flat.shape, dtype=np.float32) if out is None else out.reshape(-1, 3)
     for start in range(0, len(flat), chunk):
         part = torch.from_numpy(np.ascontiguousarray(flat[start:start + chunk], dtype=np.float32))
         coords = (part.clamp(0, 1) * 2 - 1).view(1, -1, 1, 1, 3)  # grid_sample wants (x, y, z) = (r, g, b)
