@@ -224,7 +224,8 @@ def test_pnpflow_denoising_with_exact_gaussian_prior():
     clean = gaussian_image(64, 0)
     sigma, alpha, steps = 0.2, 0.8, 100
     noisy, _ = physics.degrade(clean, "denoise", noise_sigma=sigma, seed=1)
-    out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, alpha=alpha, steps=steps, prior=gaussian_prior)
+    out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, alpha=alpha, steps=steps, prior=gaussian_prior,
+                          solver="pnp-flow")
     mse = float(np.mean((out - clean) ** 2))
     assert mse == pytest.approx(predicted_mse(2 * sigma, alpha, steps), rel=0.05)
     mmse = STD**2 * (2 * sigma) ** 2 / (STD**2 + (2 * sigma) ** 2) / 4
@@ -257,10 +258,11 @@ def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
 def test_progress_and_seed():
     clean = gaussian_image(16, 3)
     calls = []
-    first = api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5,
+    first = api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5, solver="pnp-flow",
                             progress=lambda n, total: calls.append((n, total)))
     assert calls == [(n, 7) for n in range(1, 8)]
-    np.testing.assert_array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5))
+    np.testing.assert_array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5,
+                                                         solver="pnp-flow"))
     assert not np.array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=6))
 
 
@@ -347,7 +349,8 @@ def shipped_prior():
                                           ("superres", {"scale": 2, "noise_sigma": 0.025}),
                                           ("inpaint", {"mask_ratio": 0.7, "noise_sigma": 0.005})])
 def test_pnpflow_improves_on_the_degraded_input(task, options):
-    """With the shipped prior and default settings, PSNR beats the degraded input (bicubic-upscaled for superres)."""
+    """With the shipped prior and default settings (PnP-Flow; the MMSE denoiser for denoise), PSNR beats the
+    degraded input (bicubic-upscaled for superres)."""
     from PIL import Image as PILImage
 
     prior = shipped_prior()
@@ -359,6 +362,15 @@ def test_pnpflow_improves_on_the_degraded_input(task, options):
         y = np.stack([np.asarray(PILImage.fromarray(y[..., c], mode="F").resize((48, 48), PILImage.Resampling.BICUBIC))
                       for c in range(3)], axis=2)
     assert api.quality(out, clean)["psnr"] > api.quality(y, clean)["psnr"]
+
+
+def test_pnpflow_denoising_with_the_shipped_prior_improves_and_mmse_does_better():
+    prior = shipped_prior()
+    clean = natural_crop(48)
+    y, _ = physics.degrade(clean, "denoise", noise_sigma=25 / 255, seed=0)
+    pnp = api.quality(api.restore_rgb(y, "denoise", prior=prior, solver="pnp-flow"), clean)["psnr"]
+    mmse = api.quality(api.restore_rgb(y, "denoise", prior=prior, solver="mmse"), clean)["psnr"]
+    assert api.quality(y, clean)["psnr"] < pnp < mmse
 
 
 def test_flow_training_runs_resumes_and_exports(tmp_path):
