@@ -6,12 +6,12 @@ the side, noise 0.005) the clean test images are degraded by the exact forward m
 degrade`` (seed = image index), restored by every method, and scored by PSNR / SSIM (deepinv
 metrics, on [0, 1] images clipped) with seconds per image:
 
-* ``pnp-flow``: PnP-Flow with the tuned defaults and the shipped prior (``otmap restore`` for every
-  task but denoise);
-* ``flow mmse`` (denoise only): the prior used once as the MMSE denoiser, D_t(t y), t = 1/(1+sigma)
-  (what ``otmap restore --task denoise`` runs by default);
+* ``pnp-flow``: PnP-Flow with the tuned defaults and the shipped prior (``otmap restore``'s choice
+  for inpainting);
+* ``flow mmse`` (denoise only): the prior as the MMSE denoiser, D_t(t y), t = 1/(1+sigma), averaged
+  over the 8 flips and quarter turns (what ``otmap restore --task denoise`` runs by default);
 * ``dpir``: deepinv.optim.DPIR (HQS, Zhang et al. TPAMI 2021) with *our* prior as its denoiser:
-  the same network, another algorithm;
+  the same network, another algorithm (``otmap restore``'s choice for deblur and super-resolution);
 * ``bm3d`` (denoise; pip ``bm3d``) and ``tv`` (deepinv TVPrior, 100 proximal-gradient steps from
   H^T y, lambda fixed a priori and not tuned, so a weak baseline) for the other tasks;
 * ``classical``: the answer of scikit-image / PIL (denoise: wavelet BayesShrink; deblur: Wiener
@@ -79,19 +79,6 @@ def degrade_for(task: str, clean: np.ndarray, seed: int):
 
 # ------------------------------------------------------------------------------------------ methods
 
-class PriorAsDenoiser(torch.nn.Module):
-    """Our flow prior behind deepinv's denoiser interface: x in [0, 1], noise std sigma in [0, 1] units."""
-
-    def __init__(self, prior):
-        super().__init__()
-        self.prior = prior
-
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        sigma = float(torch.as_tensor(sigma).flatten()[0])
-        with torch.no_grad():
-            return (self.prior.denoise(2 * x - 1, 2 * sigma) + 1) / 2
-
-
 def pnp_flow(prior, solver: str = "pnp-flow"):
     def run(task, y, mask, scale):
         return api.restore_rgb(y, task, mask=mask, scale=scale if task == "superres" else None, prior=prior,
@@ -112,13 +99,9 @@ def _physics(task, y, mask, scale):
 
 
 def dpir(prior):
-    import deepinv as dinv
-
     def run(task, y, mask, scale):
-        physics, deg = _physics(task, y, mask, scale)
-        model = dinv.optim.DPIR(sigma=max(deg.noise_sigma, 1e-3), denoiser=PriorAsDenoiser(prior), device="cpu")
-        with torch.no_grad():
-            return to_array(model(to_tensor(y), physics)).clip(0, 1)
+        return api.restore_rgb(y, task, mask=mask, scale=scale if task == "superres" else None, prior=prior,
+                               solver="dpir")
     return run
 
 
@@ -166,7 +149,7 @@ def degraded_input(task, y, mask, scale):
 def methods(prior, task: str) -> dict[str, Callable]:
     chosen = {"pnp-flow": pnp_flow(prior)}
     if task == "denoise":
-        chosen["flow mmse (one step)"] = mmse(prior)
+        chosen["flow mmse (x8)"] = mmse(prior)
     chosen["dpir (our prior)"] = dpir(prior)
     if task == "denoise":
         chosen["bm3d"] = bm3d_denoise

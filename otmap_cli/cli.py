@@ -407,9 +407,11 @@ def restore(
     kernel: Optional[Path] = typer.Option(None, "--kernel", help="Blur kernel (PSF) as PNG or NPY (deblur)."),
     scale: Optional[int] = typer.Option(None, "--scale", help="Super-resolution factor 2, 3 or 4."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpainting mask, same size: black = missing."),
-    solver: str = typer.Option("auto", "--solver", help="pnp-flow (the paper's iteration), or for denoise mmse: "
-                               "the prior applied once as the MMSE denoiser at --noise-sigma. auto = mmse for "
-                               "denoise (measured better, one network pass instead of 100), pnp-flow otherwise."),
+    solver: str = typer.Option("auto", "--solver", help="How the flow prior is used: pnp-flow (the paper's "
+                               "iteration), dpir (deepinv's DPIR with the prior as denoiser), or mmse (denoise "
+                               "only: the prior as the MMSE denoiser, averaged over flips and rotations). auto = "
+                               "the one measured best per task: mmse for denoise, dpir for deblur and superres, "
+                               "pnp-flow for inpaint."),
     steps: Optional[int] = typer.Option(None, "--steps", help="PnP-Flow iterations N (default per task)."),
     averages: Optional[int] = typer.Option(None, "--averages", help="Noise draws K averaged per iteration."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Step-size exponent: gamma_n = (1-t_n)^alpha."),
@@ -426,8 +428,8 @@ def restore(
     """Restore images with PnP-Flow (Martin et al., ICLR 2025) and our shipped flow-matching prior.
     For superres, INPUT is the low-resolution image and the output is --scale times larger."""
     _restore_options(task, noise_sigma, blur_sigma, scale, steps, averages, alpha)
-    if solver not in ("auto", "pnp-flow", "mmse") or (solver == "mmse" and task is not Task.denoise):
-        raise InputError(f"--solver {solver}: choose auto, pnp-flow, or mmse with --task denoise")
+    if solver not in ("auto", "pnp-flow", "dpir", "mmse") or (solver == "mmse" and task is not Task.denoise):
+        raise InputError(f"--solver {solver}: choose auto, pnp-flow, dpir, or mmse with --task denoise")
     if task is Task.inpaint and mask is None:
         raise InputError("--task inpaint needs --mask MASK.png (same size as the input, black = missing)")
     _require_files([mask, kernel, reference, weights] + ([] if keep_going else inputs))
