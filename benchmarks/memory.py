@@ -70,7 +70,8 @@ def main() -> None:
             path = tmp / f"restore{side}.png"
             synthetic_photo(path, side, side)
             cases.append((f"restore {side}x{side} (PnP-Flow, 2 steps)",
-                          [*otmap, "--quiet", "restore", str(path), "--task", "denoise", "--steps", "2", *weights,
+                          [*otmap, "--quiet", "restore", str(path), "--task", "denoise", "--solver", "pnp-flow",
+                           "--steps", "2", *weights,
                            "-o", str(tmp / f"d{side}.png")]))
         for name, command in cases:
             row = {"case": name, **measured(command)}

@@ -206,7 +206,7 @@ def main() -> None:
                     examples.setdefault(task, {"clean": reference})[method] = out
         (args.out / "restore.json").write_text(json.dumps({"crop": args.crop, "images": [n for n, _ in images],
                                                            "results": results}, indent=1))
-    print_tables(results, images, args.crop)
+    print_tables(results, images, args.crop, args.threads)
     save_grid(examples, args.out / "restore_grid.png")
 
 
@@ -223,11 +223,11 @@ def time_defaults(prior, path: Path, threads: int) -> None:
     path.write_text(json.dumps({"image": name, "threads": threads, "seconds": rows}, indent=1))
 
 
-def print_tables(results, images, crop) -> None:
+def print_tables(results, images, crop, threads) -> None:
     n_cbsd = sum(name.startswith("cbsd68/") for name, _ in images)
     n_set5 = len(images) - n_cbsd
     print(f"\nMean PSNR (dB) / SSIM / seconds per image; {n_cbsd} CBSD68 + {n_set5} Set5 images, "
-          f"centre crops of at most {crop} px; 2 CPU threads.\n")
+          f"centre crops of at most {crop} px; {threads} CPU thread(s).\n")
     for task, by_method in results.items():
         print(f"### {task}\n")
         print("| method | CBSD68 PSNR | CBSD68 SSIM | Set5 PSNR | Set5 SSIM | s/image |")
