@@ -20,7 +20,7 @@ from otmap_cli.io import Image, read_image
 from otmap_cli.restore import pnpflow, tiles
 from otmap_cli.restore.physics import blur_filter, degrade, make_physics, mask_tensor, resolve, to_array, to_tensor
 from otmap_cli.restore.pnpflow import Denoiser, Progress
-from otmap_cli.restore.prior import mmse_denoise
+from otmap_cli.restore.prior import AsDeepinvDenoiser
 
 PRIOR_FILE = "flow_natural.safetensors"
 SOLVERS = ("auto", "pnp-flow", "mmse", "dpir")
@@ -77,7 +77,7 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if solver == "mmse" and task != "denoise":
-        raise InputError("the mmse solver only denoises; use pnp-flow for the other tasks")
+        raise InputError("the mmse solver only denoises; use pnp-flow or dpir for the other tasks")
     if solver == "auto":
         solver = AUTO_SOLVER[task]
     settings = pnpflow.settings_for(task, steps, alpha, averages)
@@ -102,19 +102,16 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
                                deg.blur_sigma, deg.kernel, deg.scale,
                                None if mask is None else mask[r0:r1, c0:c1], device)
         tick = None if progress is None else (lambda n, total: progress(index * total + n, count * total))
-        if solver in ("dpir", "mmse"):
-            if solver == "dpir":
-                clean = _dpir(y[..., r0:r1, c0:c1].to(device), physics, prior, deg.noise_sigma, device)
-            else:
-                with torch.no_grad():
-                    clean = mmse_denoise(prior, 2 * y[..., r0:r1, c0:c1].to(device) - 1, 2 * deg.noise_sigma,
-                                         ensemble=True)
-                clean = (clean + 1) / 2
-            if tick is not None:
-                tick(1, 1)
-            return clean
-        return pnpflow.solve(y[..., r0:r1, c0:c1].to(device), physics, prior, settings,
-                             generator=generator, progress=tick)
+        tile = y[..., r0:r1, c0:c1].to(device)
+        if solver == "pnp-flow":
+            return pnpflow.solve(tile, physics, prior, settings, generator=generator, progress=tick)
+        if solver == "dpir":
+            clean = _dpir(tile, physics, prior, deg.noise_sigma, device)
+        else:  # mmse: one denoising, averaged over the 8 flips and quarter turns
+            clean = AsDeepinvDenoiser(prior, ensemble=True)(tile, deg.noise_sigma)
+        if tick is not None:
+            tick(1, 1)
+        return clean
 
     out = to_array(tiles.tiled(y, deg.scale, reach + tiles.NET_MARGIN, solve)).clip(0, 1)
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
@@ -126,8 +123,6 @@ def _dpir(y: torch.Tensor, physics, prior, noise_sigma: float, device: str) -> t
     """deepinv's DPIR (half-quadratic splitting, 8 iterations, Zhang et al. TPAMI 2021) with our prior as
     its denoiser: the same network as PnP-Flow, another algorithm."""
     import deepinv as dinv
-
-    from otmap_cli.restore.prior import AsDeepinvDenoiser
 
     model = dinv.optim.DPIR(sigma=max(noise_sigma, 1e-3), denoiser=AsDeepinvDenoiser(prior), device=device)
     with torch.no_grad():

@@ -96,14 +96,14 @@ def mmse_denoise(prior, noisy: torch.Tensor, sigma: float, ensemble: bool = Fals
 
 
 class AsDeepinvDenoiser(nn.Module):
-    """Any x1-predictor behind deepinv's denoiser interface (x in [0, 1], noise std sigma in [0, 1]
-    units), so that deepinv's plug-and-play algorithms (e.g. ``deepinv.optim.DPIR``) can use it."""
+    """Any x1-predictor as an MMSE denoiser in deepinv's interface (x in [0, 1], noise std sigma in
+    [0, 1] units): for ``otmap restore --solver mmse`` and deepinv's plug-and-play algorithms (DPIR)."""
 
-    def __init__(self, prior):
+    def __init__(self, prior, ensemble: bool = False):
         super().__init__()
-        self.prior = prior
+        self.prior, self.ensemble = prior, ensemble
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         sigma = float(torch.as_tensor(sigma).flatten()[0])
         with torch.no_grad():
-            return (mmse_denoise(self.prior, 2 * x - 1, 2 * sigma) + 1) / 2
+            return (mmse_denoise(self.prior, 2 * x - 1, 2 * sigma, self.ensemble) + 1) / 2
