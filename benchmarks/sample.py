@@ -90,7 +90,8 @@ def main() -> None:
         extra = {"params": count_parameters(generator), "seconds_1000": seconds}
         if args.convexity and tuple(generator.noise_shape) == IMAGE_NOISE:
             report = check_convexity(generator, n_points=args.convexity)
-            extra.update(min_eigenvalue=report.min_eigenvalue, violated_pairs=report.violated_pairs)
+            extra.update(min_eigenvalue=report.min_eigenvalue, negative_points=report.negative_points,
+                         violated_pairs=report.violated_pairs)
         rows.append((name, images, extra))
 
     table = []
@@ -101,7 +102,7 @@ def main() -> None:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
             save_png(image_grid(images[:64].numpy(), 8), args.grids / f"{slug}.png")
     header = ("| model | params | FLD | precision | recall | confidence | class entropy | NN-dist ratio | copied "
-              "| 1000 samples (s) |" + (" min eig Hess phi | violated pairs |" if args.convexity else ""))
+              "| 1000 samples (s) |" + (" min eig Hess phi | negative points | violated pairs |" if args.convexity else ""))
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for r in table:
@@ -111,7 +112,7 @@ def main() -> None:
                  f"{r['seconds_1000']:.2f}" if "seconds_1000" in r else "-"]
         if args.convexity:
             cells += [f"{r['min_eigenvalue']:.4f}" if "min_eigenvalue" in r else "-",
-                      str(r.get("violated_pairs", "-"))]
+                      str(r.get("negative_points", "-")), str(r.get("violated_pairs", "-"))]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))

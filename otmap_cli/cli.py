@@ -652,9 +652,24 @@ def train_brenier_command(
     max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
     init: Optional[Path] = typer.Option(None, "--init", help="Warm start the generator from shipped weights."),
+    potential: Optional[str] = typer.Option(None, "--potential", help="The potential of brenier or icnn: 'decoder' "
+                                            "(brenier's default: a DCGAN-like decoder of the leading principal "
+                                            "components inside the potential) or 'conv' (a plain conv net: icnn's "
+                                            "default, and the first shipped brenier model)."),
+    code: Optional[int] = typer.Option(None, "--code", help="Principal components the decoder potential reads "
+                                       "(default 16); phi can bend down in at most this many directions per point."),
     penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
                                                    "penalty (brenier; default 10). Raise it, with --resume, if "
                                                    "'min_eigenvalue' in the log turns negative."),
+    search_steps: Optional[int] = typer.Option(None, "--search-steps", help="Lanczos steps that aim the penalty "
+                                               "at the lowest curvature of phi at each near pair (default 12)."),
+    near_pairs: Optional[int] = typer.Option(None, "--near-pairs", help="Points per step where the penalty probes "
+                                             "curvature (default 16)."),
+    near_step: Optional[float] = typer.Option(None, "--near-step", help="Length of the finite difference that "
+                                              "measures it (default 0.3)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of the generator and the "
+                                       "discriminator (default 2e-4); a resumed run may lower it for a final, "
+                                       "quieter phase."),
     device: str = _DEVICE,
     seed: int = typer.Option(0, "--seed"),
 ):
@@ -662,12 +677,21 @@ def train_brenier_command(
     _require_folder(data)
     if model not in ("brenier", "icnn", "dcgan", "cmgn"):
         raise InputError(f"unknown --model {model!r}; choose brenier, icnn, dcgan or cmgn")
+    if potential not in (None, "decoder", "conv"):
+        raise InputError(f"unknown --potential {potential!r}; choose decoder or conv")
+    if model not in ("brenier", "icnn") and (potential or code):
+        raise InputError("--potential and --code apply to --model brenier or icnn only")
     from otmap_cli.device import resolve_device
     from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
 
+    def given(**values) -> dict:
+        return {k: v for k, v in values.items() if v is not None}
+
     cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model, minutes=minutes, max_steps=max_steps,
                              resume=resume, init=init, penalty_weight=penalty_weight, device=resolve_device(device),
-                             seed=seed)
+                             seed=seed, model_options=given(potential=potential, code=code),
+                             **given(search_steps=search_steps, near_pairs=near_pairs, near_step=near_step, lr=lr,
+                                     lr_discriminator=lr))
     train_brenier(cfg, log=_say)
 
 

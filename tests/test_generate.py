@@ -18,13 +18,14 @@ from torch import nn
 
 from otmap_cli.errors import InputError
 from otmap_cli.generate import metrics
-from otmap_cli.generate.brenier import (BrenierTrainConfig, check_convexity, interpolate, lanczos_smallest,
+from otmap_cli.generate.brenier import (BrenierTrainConfig, _hvp, check_convexity, interpolate, lanczos_smallest,
                                         sample, train_brenier)
 from otmap_cli.generate.classifier import MnistClassifier, classify
 from otmap_cli.generate.mnist import image_grid, load_mnist, read_idx
 from otmap_cli.generate.models import (DCGANGenerator, GaussianGenerator, PotentialGenerator, export_generator,
                                        load_generator, pca)
 from otmap_cli.nets.convex import ConvPotential
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "brenier_mnist.safetensors"
@@ -59,8 +60,12 @@ def mnist_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def tiny_generator(convex: bool = False, seed: int = 0) -> PotentialGenerator:
+def tiny_generator(convex: bool = False, seed: int = 0, potential: str = "conv") -> PotentialGenerator:
     torch.manual_seed(seed)
+    if potential == "decoder":
+        generator = PotentialGenerator(channels=(4, 8), potential="decoder", code=5, convex=convex).eval()
+        generator.potential.set_encoder(torch.linalg.qr(torch.randn(784, 5))[0].T)  # orthonormal rows
+        return generator
     return PotentialGenerator(**TINY, convex=convex).eval()
 
 
@@ -113,10 +118,10 @@ def test_gaussian_map_matches_moments():
     assert torch.allclose(out.std(0), data.flatten(1).std(0), rtol=0.1)
 
 
-@pytest.mark.parametrize("convex", [False, True])
-def test_generator_is_the_gradient_of_phi(convex):
+@pytest.mark.parametrize("convex, potential", [(False, "conv"), (True, "conv"), (False, "decoder")])
+def test_generator_is_the_gradient_of_phi(convex, potential):
     """G(x).v against central differences of phi in float64."""
-    generator = tiny_generator(convex).double()
+    generator = tiny_generator(convex, potential=potential).double()
     with torch.no_grad():  # a non-trivial affine part too
         generator.V.copy_(torch.randn(784, 784, dtype=torch.float64) / 60)
         generator.bias.normal_()
@@ -171,9 +176,15 @@ def test_lanczos_finds_the_smallest_eigenvalue():
     assert torch.allclose(rayleigh, est, atol=1e-4)  # the Ritz vector goes with the Ritz value
 
 
-def test_convexity_check_passes_on_an_input_convex_potential():
-    report = check_convexity(tiny_generator(convex=True), n_points=16, lanczos_steps=8, n_pairs=64, batch=16)
-    assert report.convex and report.min_eigenvalue > 0 and report.violated_pairs == 0
+@pytest.mark.parametrize("potential", ["conv", "decoder"])
+def test_convexity_check_passes_on_an_input_convex_potential(potential):
+    generator = tiny_generator(convex=True, potential=potential)
+    with torch.no_grad():  # strongly curved, and no quadratic part to hide behind
+        for p in generator.potential.parameters():
+            p.mul_(3)
+        generator.V.zero_()
+    report = check_convexity(generator, n_points=16, lanczos_steps=12, n_pairs=64, batch=16)
+    assert report.convex and report.min_eigenvalue >= generator.alpha - 1e-4 and report.violated_pairs == 0
 
 
 def test_convexity_check_catches_one_negative_direction():
@@ -189,6 +200,32 @@ def test_convexity_check_catches_one_negative_direction():
 def test_convexity_check_catches_a_concave_potential():
     report = check_convexity(LinearMap(-0.1 * torch.eye(784)), n_points=4, lanczos_steps=4, n_pairs=16, batch=4)
     assert not report.convex and report.violated_pairs == 32 and report.min_far_pair == pytest.approx(-0.1, abs=1e-5)
+
+
+def test_decoder_potential_bends_down_only_in_the_span_of_its_code():
+    """Off span(E) the Hessian is gain (I + J E)^T diag(s'') (I + J E) + alpha I + V^T V >= alpha I."""
+    generator = tiny_generator(potential="decoder").double()
+    with torch.no_grad():  # saturated pixel gates (s'' ~ 0, s' ~ 1) leave the decoder's own curvature
+        for p in generator.potential.parameters():
+            p.mul_(3)
+        generator.potential.up2.bias.fill_(8.0)
+        generator.V.zero_()
+    encoder = generator.potential.encoder
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 28, 28, generator=gen, dtype=torch.float64)
+    inside = (torch.randn(64, 5, generator=gen, dtype=torch.float64) @ encoder).view_as(x)
+    outside = torch.randn(64, 784, generator=gen, dtype=torch.float64)
+    outside = (outside - outside @ encoder.T @ encoder).view_as(x)
+
+    def curvature(v):
+        return (_hvp(generator, x, v) * v).flatten(1).sum(1) / v.flatten(1).pow(2).sum(1)
+
+    floor = generator.alpha  # alpha I + V^T V with V = 0
+    lowest_inside = curvature(inside).min().item()
+    assert lowest_inside < 0  # the test has teeth: phi is not convex
+    assert curvature(outside).min() >= floor - 1e-9
+    report = check_convexity(generator.float(), n_points=64, lanczos_steps=12, n_pairs=16, batch=64)
+    assert not report.convex and report.min_eigenvalue <= lowest_inside + 1e-3
 
 
 def test_dcgan_has_no_potential():
@@ -238,6 +275,17 @@ def test_training_runs_resumes_and_exports(mnist_dir, tmp_path):
     assert train_brenier(warm, log=lines.append).config == load_generator(cfg.out).config
     with pytest.raises(InputError, match="not dcgan"):
         train_brenier(BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "x", init=cfg.out, model="dcgan"))
+
+
+def test_train_command_builds_the_potential_it_is_asked_for(mnist_dir, tmp_path):
+    out = tmp_path / "g.safetensors"
+    done = run_cli("train", "brenier", "--data", str(mnist_dir), "--run-dir", str(tmp_path / "run"), "--out",
+                   str(out), "--max-steps", "2", "--code", "4", "--search-steps", "3", "--lr", "1e-4")
+    assert done.returncode == 0, done.stderr
+    config = load_generator(out).config
+    assert config["potential"] == "decoder" and config["code"] == 4 and config["model"] == "brenier"
+    refused = run_cli("train", "brenier", "--data", str(mnist_dir), "--model", "dcgan", "--potential", "conv")
+    assert refused.returncode != 0 and b"brenier or icnn only" in refused.stderr
 
 
 # --- metrics --------------------------------------------------------------------------------

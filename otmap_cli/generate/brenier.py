@@ -30,11 +30,12 @@ speed (phi reads 784 numbers either way), and the starting point is only slightl
 FLD 565.5 for the full-rank Gaussian map against 521.3 for the rank-64 one (the Gaussian map
 from noise lifted by Q = the 64 leading principal directions), recall 0.007 against 0.008.
 
-Speed, one D + one G step at batch 64, 1 thread, bfloat16 autocast, measured while a 2-thread
-training shared the 2 cores (so +-20 %): brenier (default, 4.36 M parameters) 215 ms = 16.8 k it/h
-(fp32: 11.3 k it/h; without penalty and search: 30.6 k it/h; ReCU: 20.6 k it/h), icnn 22.8 k it/h,
-dcgan 64 k it/h, cmgn 68 k it/h. The default run of ``minutes=150`` at 2 threads on an idle
-machine should make ~40-60 k steps; a DCGAN draws recognisable digits after ~1 k steps here.
+Speed, one D + one G step at batch 64, bfloat16 autocast. With the decoder potential (0.85 M
+parameters): 1 thread beside another 1-thread training, 22 k it/h with 4 Lanczos steps, 19.5 k
+with 6, 13.6 k with 12 (the default); 2 threads alone, 24 k it/h; its convex-by-construction
+twin (icnn, no penalty) 40 k. Measured earlier, 1 thread beside a 2-thread training (+-20 %):
+the conv potential (4.36 M parameters) 16.8 k it/h with 4 Lanczos steps (fp32: 11.3 k; without
+penalty and search: 30.6 k; ReCU: 20.6 k), icnn (conv) 22.8 k, dcgan 64 k, cmgn 68 k.
 
 Checkpoints (generator, EMA, discriminator, both optimisers, Lanczos directions, step, RNG) go
 atomically to ``<run_dir>/checkpoint.safetensors`` every ``checkpoint_minutes``, with an 8 x 8 grid
@@ -72,6 +73,7 @@ CHECKPOINT_KIND = "mnist-gan-checkpoint"
 MODELS = ("brenier", "icnn", "dcgan", "cmgn")
 VALIDATION_IMAGES = 2000  # the last training images, held out for the FLD logged during training
 GRID_SEED = 1234
+BRENIER_POTENTIAL = {"potential": "decoder", "code": 16}  # the product's potential (measurements: BrenierTrainConfig)
 LOG_EVERY = 100
 
 
@@ -79,7 +81,21 @@ LOG_EVERY = 100
 class BrenierTrainConfig(RunControls):
     """One configuration for every trained variant (``model``), so comparisons share one loop.
 
-    ``model_options`` overrides the generator's constructor (e.g. ``{"activation_name": "recu"}``).
+    ``model_options`` overrides the generator's constructor (e.g. ``{"potential": "conv"}``); for
+    ``brenier`` it is laid over ``BRENIER_POTENTIAL``, the decoder potential reading 16 principal
+    components. Measured (held-out FLD logged during training, 1 thread beside another training):
+    the conv potential reached 430 at 10 min and then stayed at 415-431 up to 63 min (its strokes
+    pass through gates set by the noise and come out broken; with 2048 hidden units, half the
+    speed: 423 at 12 min); the decoder potential with 16 components: 489 / 394 / 373 / 350 at
+    10 / 20 / 30 / 40 min, with continuous strokes; with 32 components 574 at 10 min and with 64
+    (near_step 1) 773, both non-convex (-0.36, -0.24): every component is a direction in which phi
+    may bend down, and the penalty has to hold them all; a decoder twice as wide (256, 128) ran at
+    half the speed and stood at 1037 after 5 min.
+
+    ``near_step`` 0.3 and ``search_steps`` 6: with the decoder potential and near pairs 1.0 apart,
+    the smallest eigenvalue at 64 points fell to -0.90 after 15 min, as the hinge saw the
+    curvature averaged over a segment that spans a whole unit of the code; resumed with 0.3 and 6
+    Lanczos steps it read +0.032 five minutes later and +0.049 at 30 min.
     ``penalty_weight`` (gamma) defaults to 10 for ``brenier`` and 0 for the others, whose
     monotonicity holds by construction (icnn, cmgn) or is meaningless (dcgan). ``kappa`` equals
     the generator's alpha (0.02): the hinge wakes up as soon as psi bends downwards at all along a
@@ -120,8 +136,8 @@ class BrenierTrainConfig(RunControls):
     penalty_weight: float | None = None
     kappa: float = 0.02
     near_pairs: int = 16
-    near_step: float = 1.0
-    search_steps: int = 4
+    near_step: float = 0.3
+    search_steps: int = 12
     classifier: Path | None = None
     clip_for_discriminator: bool = True
 
@@ -136,7 +152,8 @@ def _new_generator(cfg: BrenierTrainConfig, train_images: torch.Tensor, log: Cal
             raise InputError(f"{cfg.init}: a {generator.config['model']} generator, not {cfg.model}")
         log(f"warm start from {cfg.init}")
         return generator.to(cfg.device)
-    generator = build_generator({"model": cfg.model, **cfg.model_options})
+    defaults = BRENIER_POTENTIAL if cfg.model == "brenier" else {}
+    generator = build_generator({"model": cfg.model, **defaults, **cfg.model_options})
     if hasattr(generator, "init_gaussian"):
         mean, evals, evecs = pca(to_unit(train_images))
         if cfg.init_rank:
@@ -164,9 +181,15 @@ class ConvexityPenalty:
 
         Lanczos restarts from the previous directions plus a random kick: the low-curvature
         directions of a conv potential move little from one batch to the next, and the kick keeps
-        the search from settling in one of them.
+        the search from settling in one of them. A decoder potential can only bend down through
+        its code, so its kick is drawn in span(E): measured at 256 points of a trained one, 12
+        Lanczos steps found negative curvature at 108 points from such starts, at 14 from
+        random ones.
         """
-        kick = F.normalize(torch.randn(self.directions.shape, generator=gen), dim=1)
+        encoder = getattr(generator.potential, "encoder", None)
+        kick = torch.randn(self.directions.shape, generator=gen) if encoder is None else \
+            torch.randn((len(self.directions), len(encoder)), generator=gen) @ encoder.cpu()
+        kick = F.normalize(kick, dim=1)
         start = (self.directions + 0.5 * kick).view(points.shape)
         _, vectors = lanczos_smallest(lambda v: _hvp(generator, points, v.to(points.device)), start,
                                       self.search_steps)
@@ -506,7 +529,10 @@ def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: i
 
     Far pairs are independent draws; near pairs are x, x + d with |d| = ``near_distance`` (the
     noise itself has norm ~ 28). Only maps of the noise space onto itself have a potential: a
-    DCGAN generator is refused.
+    DCGAN generator is refused. For a decoder potential, whose negative curvature enters through
+    its code, each point gets a second Lanczos run started in span(E) and keeps the lower
+    estimate: on a trained one that found negative curvature at 186 of 256 points where random
+    starts found 102.
     """
     if tuple(generator.noise_shape) != IMAGE_NOISE:
         raise InputError(f"{generator.config['model']}: noise and images differ in dimension, "
@@ -515,11 +541,16 @@ def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: i
     generator = generator.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
     points = torch.randn((n_points, *IMAGE_NOISE), generator=gen)
+    encoder = getattr(getattr(generator, "potential", None), "encoder", None)
     estimates = []
     for chunk in points.split(batch):
         x = chunk.to(device)
-        initial = torch.randn(chunk.shape, generator=gen)
-        estimates.append(lanczos_smallest(lambda v, x=x: _hvp(generator, x, v.to(device)), initial, lanczos_steps)[0])
+        starts = [torch.randn(chunk.shape, generator=gen)]
+        if encoder is not None:
+            starts.append((torch.randn((len(chunk), len(encoder)), generator=gen) @ encoder.float().cpu()).view(chunk.shape))
+        runs = [lanczos_smallest(lambda v, x=x: _hvp(generator, x, v.to(device)), start, lanczos_steps)[0]
+                for start in starts]
+        estimates.append(torch.stack(runs).min(0).values)
     eigen = torch.cat(estimates)
     x = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
     far = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)

@@ -6,7 +6,9 @@ Every generator maps noise of shape ``noise_shape`` (standard normal) to images 
 space) can be certified by ``check_convexity``:
 
 * ``brenier``  G = grad phi, phi = alpha/2 |x|^2 + 1/2 |V x|^2 + b.x + psi(x), psi a conv net
-  (Brenier-GAN, Drygala et al. 2025): convexity promoted by a penalty in training;
+  (Brenier-GAN, Drygala et al. 2025): convexity promoted by a penalty in training; psi is a
+  ``DecoderPotential`` (``potential="decoder"``) or a plain ``ConvPotential`` (``"conv"``, the
+  default of files written before the decoder existed);
 * ``icnn``     the same with psi input-convex (comparison (a)): convex by construction;
 * ``dcgan``    an unconstrained DCGAN generator (Radford et al. 2016) of similar size (b);
 * ``gaussian`` the closed-form Brenier map N(0, I) -> N(m, S), T(z) = m + S^(1/2) z (c);
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from otmap_cli.errors import InputError
-from otmap_cli.nets.convex import ConvPotential
+from otmap_cli.nets.convex import ConvPotential, DecoderPotential
 from otmap_cli.nets.monotone import CMGN
 from otmap_cli.weights import load_tensors, save_tensors
 
@@ -58,22 +60,38 @@ class PotentialGenerator(nn.Module):
 
     noise_shape = IMAGE_NOISE
 
-    def __init__(self, channels: tuple[int, int] = (64, 128), hidden: int = 512, activation_name: str = "softplus",
-                 convex: bool = False, alpha: float = 0.02):
+    def __init__(self, channels: tuple[int, int] | None = None, hidden: int = 512, activation_name: str = "softplus",
+                 convex: bool = False, alpha: float = 0.02, potential: str = "conv", code: int = 16,
+                 gain: float = 2.0):
         super().__init__()
         self.alpha = alpha
-        self.potential = ConvPotential(tuple(channels), hidden, activation_name, convex)
+        if potential == "conv":
+            self.potential = ConvPotential(tuple(channels or (64, 128)), hidden, activation_name, convex)
+        elif potential == "decoder":
+            self.potential = DecoderPotential(code, tuple(channels or (128, 64)), gain, convex=convex)
+        else:
+            raise InputError(f"unknown potential {potential!r}")
         self.V = nn.Parameter(torch.eye(PIXELS))
         self.bias = nn.Parameter(torch.zeros(PIXELS))
 
     @property
     def config(self) -> dict:
-        model = "icnn" if self.potential.convex else "brenier"
+        model = "icnn" if getattr(self.potential, "convex", False) else "brenier"
         return {"model": model, "alpha": self.alpha, **self.potential.config}
 
     @torch.no_grad()
     def init_gaussian(self, mean: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor) -> None:
-        """Start at the Gaussian Brenier map m + S^(1/2) x (Gaussian part exact where S^(1/2) > alpha)."""
+        """Start at the Gaussian Brenier map m + S^(1/2) x (Gaussian part exact where S^(1/2) > alpha).
+
+        The decoder potential draws the image itself: it reads the leading principal directions
+        (E) and the affine part starts as a plain background (b = -1, V small but not zero, so
+        that its gradient V x x^T is not zero either).
+        """
+        if isinstance(self.potential, DecoderPotential):
+            self.potential.set_encoder(evecs[:, -self.potential.code:].flip(1).T)
+            self.V.copy_(0.05 * torch.eye(PIXELS))
+            self.bias.fill_(-1.0)
+            return
         self.V.copy_(_sym_function(evecs, (evals.sqrt() - self.alpha).clamp_min(0).sqrt()))
         self.bias.copy_(mean)
 

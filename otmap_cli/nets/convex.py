@@ -1,6 +1,8 @@
 """Convolutional potentials psi: R^(1x28x28) -> R, whose gradient is an image-to-image map.
 
-One architecture, two modes, so that a comparison isolates the constraint and nothing else:
+``DecoderPotential`` (end of the file) is the one the shipped generator uses; ``ConvPotential``
+was the first, and stays as the architecture of the input-convex baseline. It is one
+architecture with two modes, so that a comparison isolates the constraint and nothing else:
 
 * ``convex=False``: an unconstrained conv net with smooth activations, the potential of the
   Brenier-GAN (Drygala, Gottschalk, Kruse, Martin, Muetze 2025, arXiv 2504.19779), whose
@@ -107,3 +109,65 @@ class ConvPotential(nn.Module):
         z2 = activation(s, F.conv2d(z1, self._positive(self.conv2.weight), stride=2, padding=1) + self.skip2(x))
         z3 = activation(s, F.linear(z2.flatten(1), self._positive(self.dense3.weight)) + self.skip3(x.flatten(1)))
         return z3 @ self._positive(self.out)
+
+
+class DecoderPotential(nn.Module):
+    """psi(x) = gain * sum_p softplus(x_p + D(E x)_p): a DCGAN-like decoder D inside a potential.
+
+    Why: in ``ConvPotential`` every backward gate s'(.) of the gradient is set by features of the
+    noise itself, so at 14 x 14 the strokes G draws pass through random masks and come out broken.
+    Here the pixel gate is decided by a decoder D of a global code y = E x (E: k x 784, orthonormal
+    rows, fixed at the k leading principal directions of the data, so y ~ N(0, I_k) for noise):
+
+        grad psi(x) = gain * sigmoid(x + D(y))  +  gain * E^T J_D(y)^T sigmoid(x + D(y)),
+
+    i.e. a DCGAN-like image plus a correction in the k-dimensional span of E. The Hessian is
+
+        gain * (I + J E)^T diag(s'') (I + J E)  +  gain * E^T [sum_p s'_p Hess D_p(y)] E,
+
+    PSD except for the last term, of rank k: phi has at most k directions of negative curvature
+    per point (they mix span(E) with its complement, so the search must still run in all 784
+    dimensions), and none at all when every D_p is convex in y. ``convex=True`` makes it so, as
+    an ICNN does (Amos et al. 2017): the two transposed convolutions get non-negative weights
+    (softplus reparameterisation) after the unconstrained first layer, and softplus is convex
+    and non-decreasing. With a smooth (softplus) decoder every term is C-infinity and the
+    autograd Hessian is the true one.
+    """
+
+    def __init__(self, code: int = 16, channels: tuple[int, int] = (128, 64), gain: float = 2.0,
+                 background: float = -4.0, convex: bool = False):
+        super().__init__()
+        c1, c2 = channels
+        self.code, self.channels, self.gain, self.convex = code, (c1, c2), gain, convex
+        self.register_buffer("encoder", torch.zeros(code, IMAGE_SIDE * IMAGE_SIDE))
+        self.dense = nn.Linear(code, c1 * 7 * 7)
+        self.up1 = nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(c2, 1, 4, stride=2, padding=1)
+        with torch.no_grad():
+            self.up2.bias.fill_(background)  # sigmoid(x - 4) ~ 0.02: the map starts on the background
+            if convex:  # each output averages ~4 c_in positive inputs (stride 2, kernel 4)
+                for layer in (self.up1, self.up2):
+                    fan_in = 4 * layer.weight.shape[0]
+                    layer.weight.copy_(_inverse_softplus(torch.empty_like(layer.weight).exponential_() / fan_in))
+
+    @property
+    def config(self) -> dict:
+        return {"potential": "decoder", "code": self.code, "channels": list(self.channels), "gain": self.gain,
+                **({"convex": True} if self.convex else {})}
+
+    def _up(self, layer: nn.ConvTranspose2d, h: torch.Tensor) -> torch.Tensor:
+        weight = F.softplus(layer.weight) if self.convex else layer.weight
+        return F.conv_transpose2d(h, weight, layer.bias, stride=2, padding=1)
+
+    @torch.no_grad()
+    def set_encoder(self, directions: torch.Tensor) -> None:
+        """E: the rows of ``directions`` (k x 784, orthonormal), e.g. leading principal directions."""
+        self.encoder.copy_(directions)
+
+    def decode(self, y: torch.Tensor) -> torch.Tensor:
+        h = F.softplus(self.dense(y)).view(len(y), self.channels[0], 7, 7)
+        return self._up(self.up2, F.softplus(self._up(self.up1, h)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x + self.decode(x.flatten(1) @ self.encoder.T)
+        return self.gain * F.softplus(logits).flatten(1).sum(1)
