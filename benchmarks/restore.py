@@ -38,8 +38,9 @@ import numpy as np
 import torch
 
 from otmap_cli.io import read_image
-from otmap_cli.restore import api, pnpflow
-from otmap_cli.restore.physics import blur_filter, degrade, make_physics, resolve, to_array, to_tensor
+from otmap_cli.restoration import api
+from otmap_cli.restoration import options as restore_options
+from otmap_cli.restoration.physics import blur_filter, degrade, make_physics, resolve, to_array, to_tensor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = {  # name -> (otmap task, degrade options)
@@ -176,12 +177,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from otmap_cli.restore.train import load_prior
+    from otmap_cli.restoration.prior import default_prior, load_prior
 
-    prior = load_prior(args.weights, "cpu") if args.weights else api.default_prior("cpu")
+    prior = load_prior(args.weights, "cpu") if args.weights else default_prior("cpu")
     if args.steps:
-        pnpflow.DEFAULTS.update({k: pnpflow.Settings(args.steps, s.alpha, s.averages)
-                                 for k, s in pnpflow.DEFAULTS.items()})
+        restore_options.PNPFLOW_DEFAULTS.update({k: restore_options.Settings(args.steps, s.alpha, s.averages)
+                                                 for k, s in restore_options.PNPFLOW_DEFAULTS.items()})
     args.out.mkdir(parents=True, exist_ok=True)
     if args.timing:
         time_defaults(prior, args.out / "restore_timing.json", args.threads)

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from otmap_cli.generate import metrics
-from otmap_cli.generate.brenier import check_convexity, sample
+from otmap_cli.generate.convexity import check_convexity
+from otmap_cli.generate.sampling import sample
 from otmap_cli.generate.classifier import classify, load_classifier
 from otmap_cli.generate.mnist import image_grid, load_mnist, save_png, to_unit
 from otmap_cli.generate.models import IMAGE_NOISE, GaussianGenerator, count_parameters, load_generator

@@ -4,7 +4,7 @@ The validation images are the last ``validation_images`` (6) files of train_natu
 ``otmap train flow`` holds out of training; centre crops keep the CPU time small. Every task of
 benchmarks/restore.py is degraded with seed = image index and restored for each (N, alpha) in the
 grid; prints the grid best first, per task, and writes JSON. The chosen values go into
-``otmap_cli/restore/pnpflow.DEFAULTS`` by hand, with the table in the README.
+``otmap_cli/restoration/options.PNPFLOW_DEFAULTS`` by hand, with the table in the README.
 
     python benchmarks/tune_restore.py --out benchmarks/results
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from otmap_cli.io import list_images, read_image
-from otmap_cli.restore import api
+from otmap_cli.restoration import api
 
 from restore import SHARED, TASKS, centre_crop, degrade_for
 
@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from otmap_cli.restore.train import load_prior
+    from otmap_cli.restoration.prior import default_prior, load_prior
 
-    prior = load_prior(args.weights, "cpu") if args.weights else api.default_prior("cpu")
+    prior = load_prior(args.weights, "cpu") if args.weights else default_prior("cpu")
     held_out = list_images(SHARED / "train_natural")[-6:][:args.images]
     clean = [centre_crop(read_image(p).rgb, args.crop) for p in held_out]
     steps = [int(n) for n in args.steps.split(",")]

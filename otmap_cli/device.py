@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
+from otmap_cli.choices import DEVICES, one_of
 from otmap_cli.errors import InputError
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> str:
     """Turn a user's ``--device`` into a torch device string, refusing CUDA where there is none."""
     import torch
 
-    name = name.lower()
-    if name not in DEVICES:
-        raise InputError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    name = one_of(name.lower(), DEVICES, "device")
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but no CUDA device is available (use --device cpu or auto)")
+        raise InputError("device cuda asked for, but no CUDA device is available (use cpu or auto)")
     return name
 
 
 def inference_autocast(device: str):
     """bfloat16 autocast for network inference on CPUs with native bfloat16 (oneDNN), else a no-op.
 
-    Measured on an AVX512-BF16 CPU: one 256 x 256 pass of the flow prior 0.27 s instead of 0.52 s,
-    and the denoised image within 0.002 dB PSNR of float32. CPUs without native bfloat16 would
-    emulate it slowly, and CUDA keeps float32: neither is changed.
+    About twice as fast at a negligible loss (docs/decisions.md); CPUs without native bfloat16
+    would emulate it slowly, and CUDA keeps float32: neither is changed.
     """
     import contextlib
 

@@ -11,9 +11,3 @@ class InputError(OtmapError):
     """Bad usage or bad input (missing file, corrupt image, invalid number): exit code 2."""
 
     exit_code = 2
-
-
-class WorkError(OtmapError):
-    """A failure while working on valid input: exit code 1."""
-
-    exit_code = 1

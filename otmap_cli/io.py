@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -41,7 +41,6 @@ class Image:
     icc_profile: bytes | None = None
     source_mode: str = "RGB"
     name: str = "image"
-    extra: dict = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -111,7 +110,7 @@ def _read_png16(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
 def read_image(source: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     """Decode an image file (or ``-`` for standard input) into an :class:`Image`."""
     from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     data, name = _read_bytes(source)
     label = "standard input" if name == "stdin" else str(source)
@@ -154,7 +153,7 @@ def read_image(source: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     if colour.shape[2] == 1:
         colour = np.repeat(colour, 3, axis=2)
     if orientation and orientation != 1:
-        colour, alpha = _apply_orientation(colour, alpha, orientation, ImageOps)
+        colour, alpha = _apply_orientation(colour, alpha, orientation)
     return Image(rgb=np.ascontiguousarray(colour, dtype=np.float32), alpha=alpha, bit_depth=bit_depth,
                  icc_profile=icc, source_mode=source_mode, name=name)
 
@@ -178,7 +177,7 @@ def _pil_to_float(pil) -> tuple[np.ndarray, np.ndarray | None, int]:
     return arr, None, 8
 
 
-def _apply_orientation(colour, alpha, orientation, _ops):
+def _apply_orientation(colour, alpha, orientation):
     """Apply EXIF orientation (tag 0x0112, values 2-8) to pixel arrays."""
     def turn(a):
         if a is None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from otmap_cli.generate.mnist import load_mnist, to_unit
-from otmap_cli.weights import load_tensors, save_tensors
+from otmap_cli.weights import load_half, load_tensors, save_half
 
 CLASSIFIER_KIND = "mnist-classifier"
 FEATURES = 128
@@ -120,13 +120,10 @@ def train_classifier(data: Path | str, out: Path | str | None = None, epochs: fl
               "seed": seed, "threads": torch.get_num_threads(), "bf16": bf16, "steps": steps}
     log(f"test accuracy {acc:.4f} after {seconds:.0f} s")
     if out:
-        tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-        save_tensors(out, tensors, CLASSIFIER_KIND, {"config": model.config, **report})
+        save_half(out, model, CLASSIFIER_KIND, report)
     return model.eval(), report
 
 
 def load_classifier(path: Path | str, device: str = "cpu") -> MnistClassifier:
     tensors, meta = load_tensors(path, CLASSIFIER_KIND)
-    model = MnistClassifier(tuple(meta["config"]["channels"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    return model.to(device).eval()
+    return load_half(MnistClassifier(tuple(meta["config"]["channels"])), tensors).to(device)

@@ -85,9 +85,17 @@ def image_grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> 
 
 
 def save_png(pixels: np.ndarray, path: Path | str) -> None:
-    """A grayscale uint8 array as PNG, written atomically."""
+    """A grayscale uint8 array as PNG, written atomically (``-``: to standard output)."""
+    import io
+    import sys
+
     from PIL import Image as PILImage
 
-    path = Path(path)
-    with atomic_output(path) as tmp:
+    if str(path) == "-":
+        buffer = io.BytesIO()
+        PILImage.fromarray(pixels, mode="L").save(buffer, format="PNG")
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+        return
+    with atomic_output(Path(path)) as tmp:
         PILImage.fromarray(pixels, mode="L").save(tmp, format="PNG")

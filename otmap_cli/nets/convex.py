@@ -30,12 +30,9 @@ Activations (both convex and non-decreasing, so both modes can use either):
 * ``recu``: max(0, t)^3 of the paper (C^2, Lipschitz density on bounded sets), but s'' = 6 t is
   unbounded and depth composes cubics.
 
-Measured at initialisation (default sizes, 1000 draws x ~ N(0, I_784)): with softplus
-|grad psi(2x)| / |grad psi(x)| = 2^0.09 and p99/median of |grad psi(x)| = 1.05; with ReCU the ratio is
-2^17.3 and p99/median 2.47 (2^10.5 and 1.42 in convex mode), so a noise draw of slightly larger norm
-produces a far larger image, and after 1.5 minutes of adversarial training the smallest Hessian
-eigenvalue of phi was -5.35 with ReCU against -0.017 with softplus under the same penalty.
-Softplus is therefore the default; ReCU stays selectable to reproduce the paper.
+With ReCU |grad psi| grows far faster than the norm of the noise, and a short adversarial run
+left phi clearly non-convex where softplus stayed near convex (docs/decisions.md), so softplus is
+the default; ReCU stays selectable to reproduce the paper.
 """
 
 from __future__ import annotations

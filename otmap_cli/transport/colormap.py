@@ -2,9 +2,8 @@
 
 Applying: an image with more pixels than a 65^3 grid (0.27 MP) is mapped through the network
 sampled on that grid and interpolated trilinearly (the same path as .cube export), so a 12 MP
-photo costs a table look-up. Measured on the demo pair against the network at every pixel: mean
-error 0.05/255, 99.9th percentile 1.9/255, max 3/255 (33^3: 0.19, 4.3, 6.2; 129^3: 0.013, 0.8, 1.4,
-but 10x the evaluation time). Smaller images, or ``exact=True``, evaluate the network at every pixel. Both work in chunks, so
+photo costs a table look-up. (The error of the table: docs/decisions.md.)
+Smaller images, or ``exact=True``, evaluate the network at every pixel. Both work in chunks, so
 memory is bounded by the chunk size beyond the input and output arrays.
 Partial transfer follows the Wasserstein geodesic (McCann's displacement interpolation, McCann
 1997): x -> (1 - s) x + s T(x).
@@ -18,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from otmap_cli.choices import LUT_SIZES, one_of
 from otmap_cli.errors import InputError
+from otmap_cli.io import Image
 from otmap_cli.nets.monotone import MonotoneGradientNet, build_monotone
-from otmap_cli.transport.lut import apply_lut, sample_lut
+from otmap_cli.transport.lut import apply_lut, read_cube, sample_lut, write_cube
 from otmap_cli.weights import load_tensors, save_tensors
 
 MAP_KIND = "colour-map"
@@ -57,6 +58,15 @@ class ColourMap:
             out[start:start + chunk] = self.transform(part, strength).clamp(0, 1).numpy()
         return out.reshape(rgb.shape)
 
+    def apply_image(self, image: Image, strength: float = 1.0, exact: bool = False, in_place: bool = False) -> Image:
+        """:meth:`apply` on an :class:`~otmap_cli.io.Image`, keeping its alpha, ICC profile and bit depth."""
+        return image.with_rgb(self.apply(image.rgb, strength, exact, out=image.rgb if in_place else None))
+
+    def write_cube(self, path: Path | str, size: int = 33, strength: float = 1.0, title: str = "otmap") -> None:
+        """Export as a 3D LUT (.cube) for ffmpeg, Resolve or Photoshop."""
+        one_of(size, LUT_SIZES, "LUT size")
+        write_cube(path, self.lut(size, strength), title=title)
+
     def save(self, path: Path | str) -> None:
         save_tensors(path, self.net.state_dict(), MAP_KIND, {"config": self.net.config, **self.info})
 
@@ -72,3 +82,27 @@ class ColourMap:
             raise InputError(f"{path}: colour map holds non-finite weights")
         info = {k: v for k, v in meta.items() if k != "config"}
         return cls(net=net.eval(), info=info)
+
+
+def load_map(path: Path | str, strength: float = 1.0, exact: bool = False):
+    """A function ``rgb -> rgb`` (in place) from a saved map (.safetensors) or a 3D LUT (.cube)."""
+    if Path(path).suffix.lower() == ".cube":
+        if strength != 1.0:
+            raise InputError("a partial strength applies to saved maps, not to .cube files")
+        table = read_cube(path)
+        return lambda rgb: apply_lut(table, rgb, out=rgb)
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"strength must be within 0..1, got {strength}")
+    colour_map = ColourMap.load(path)
+    return lambda rgb: colour_map.apply(rgb, strength, exact, out=rgb)
+
+
+def apply_map(colour_map: ColourMap | Path | str, image: Image, strength: float = 1.0, exact: bool = False) -> Image:
+    """What ``otmap apply`` does to one image: map it by a fitted map or a .cube file (a copy is returned).
+
+        >>> out = apply_map("sunset.safetensors", read_image("frame_0001.png"))  # doctest: +SKIP
+    """
+    if isinstance(colour_map, ColourMap):
+        return colour_map.apply_image(image, strength, exact)
+    mapper = load_map(colour_map, strength, exact)
+    return image.with_rgb(mapper(image.rgb.copy()))

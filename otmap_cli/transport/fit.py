@@ -27,34 +27,11 @@ import torch
 
 from otmap_cli.nets.monotone import MODELS, MonotoneGradientNet
 from otmap_cli.transport.gaussian import gaussian_brenier
-from otmap_cli.transport.losses import LOSSES, make_loss
+from otmap_cli.transport.losses import make_loss
+from otmap_cli.transport.settings import FitSettings
 
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass
-class FitSettings:
-    model: str = "cmgn"
-    loss: str = "sliced"
-    steps: int = 200
-    batch: int = 2048
-    lr: float = 1e-2
-    init: str = "gaussian"
-    warm_pixels: int = 3000
-    warm_steps: int = 600
-    seed: int = 0
-    device: str = "cpu"
-    output_range: tuple[float, float] | None = None
-
-    def validate(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.init not in ("gaussian", "identity"):
-            raise ValueError("init must be 'gaussian' or 'identity'")
-        if self.steps < 0 or self.batch < 16 or self.warm_steps < 0 or self.warm_pixels < 0:
-            raise ValueError("steps, warm_steps and warm_pixels must be >= 0 and batch >= 16")
+MIN_POINTS = 5  # a fifth of the points is held out for the final check, so five is the least that leaves one
 
 
 @dataclass
@@ -124,6 +101,9 @@ def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | tor
     rng = np.random.default_rng(settings.seed)
     source = torch.as_tensor(source).float()
     target = torch.as_tensor(target).float()
+    if min(len(source), len(target)) < MIN_POINTS:
+        raise ValueError(f"a fit needs at least {MIN_POINTS} points (pixels) on each side, got {len(source)} "
+                         f"and {len(target)}")
     holdout = min(4096, len(source) // 5, len(target) // 5)  # kept out of the fit, for the final check
     source, target = sample_rows(source, len(source), rng), sample_rows(target, len(target), rng)
     src_check, tgt_check = source[:holdout], target[:holdout]

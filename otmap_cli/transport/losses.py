@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-LOSSES = ("sliced", "sinkhorn", "mmd", "wgan", "gaussian")
+from otmap_cli.choices import LOSSES
+
 
 
 class DistributionLoss:

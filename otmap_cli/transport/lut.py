@@ -18,8 +18,6 @@ import torch
 from otmap_cli.errors import InputError
 from otmap_cli.io import atomic_output
 
-LUT_SIZES = (17, 33, 65, 129)
-
 
 def lut_grid(size: int) -> torch.Tensor:
     """All grid colours, shape (size^3, 3), ordered [b][g][r] (red fastest) as in a .cube file."""

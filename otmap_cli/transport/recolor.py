@@ -52,7 +52,19 @@ def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings
 
 
 def recolor(source: Image, style: Image, settings: FitSettings | None = None, strength: float = 1.0,
-            exact: bool = False, progress: ProgressFn | None = None) -> tuple[Image, ColourMap, FitResult]:
-    """Re-colour ``source`` with the palette of ``style``; alpha, ICC and bit depth are kept."""
-    colour_map, result = fit_colour_map([source], style, settings, progress=progress)
-    return source.with_rgb(colour_map.apply(source.rgb, strength, exact)), colour_map, result
+            exact: bool = False, progress: ProgressFn | None = None, *, colour_map: ColourMap | None = None,
+            in_place: bool = False) -> tuple[Image, ColourMap, FitResult | None]:
+    """Re-colour ``source`` with the palette of ``style``; alpha, ICC and bit depth are kept.
+
+    Returns (image, the map, the fit's report). Pass ``colour_map`` to apply a map fitted before
+    (then nothing is fitted and the report is None): one map shared by many frames is
+
+        >>> shared, _ = fit_colour_map(frames, style)          # doctest: +SKIP
+        >>> outputs = [recolor(f, style, colour_map=shared)[0] for f in frames]  # doctest: +SKIP
+
+    ``in_place`` maps into ``source.rgb`` itself (bounded memory on huge images).
+    """
+    result = None
+    if colour_map is None:
+        colour_map, result = fit_colour_map([source], style, settings, progress=progress)
+    return colour_map.apply_image(source, strength, exact, in_place=in_place), colour_map, result

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from otmap_cli.choices import TOYS
 from otmap_cli.io import atomic_output
 from otmap_cli.transport.fit import FitSettings, ProgressFn, fit_monotone_map, sliced_w2
 from otmap_cli.transport.gaussian import gaussian_brenier
 
-TOYS = ("gaussian", "gmm", "banana")
 _N = 20_000
 
 

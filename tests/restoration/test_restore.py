@@ -9,40 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import natural_crop, shipped_prior, tiny_prior
 from otmap_cli.errors import InputError
-from otmap_cli.io import Image, read_image
-from otmap_cli.restore import api, physics, pnpflow, tiles
-from otmap_cli.restore.prior import FlowPrior
+from otmap_cli.io import Image
+from otmap_cli.restoration import api, physics, pnpflow, tiles
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = [ROOT / "samples" / "day.jpg", ROOT / "samples" / "sunset.jpg"]
 torch.set_num_threads(1)
-
-
-def natural_crop(size: int = 48) -> np.ndarray:
-    """A size x size crop of a sample photo, or a synthetic scene (gradients, discs, edges) without one."""
-    for path in SAMPLES:
-        if path.is_file():
-            rgb = read_image(path).rgb
-            y, x = (rgb.shape[0] - size) // 2, (rgb.shape[1] - size) // 2
-            return rgb[y:y + size, x:x + size].copy()
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    rgb = np.stack([0.3 + 0.4 * xx, 0.2 + 0.5 * yy, 0.6 - 0.3 * xx * yy], axis=2)
-    for cy, cx, r, colour in ((0.3, 0.3, 0.18, (0.9, 0.8, 0.2)), (0.7, 0.6, 0.22, (0.1, 0.3, 0.7))):
-        rgb[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = colour
-    rgb[:, int(0.8 * size):] *= 0.5
-    return rgb.astype(np.float32)
-
-
-def tiny_prior() -> FlowPrior:
-    torch.manual_seed(0)
-    return FlowPrior.from_config({"channels": [8, 16], "blocks": 1}).eval()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -164,22 +141,6 @@ def test_restore_refuses_bad_arguments(kwargs, message):
     with pytest.raises(InputError, match=message) as info:
         api.restore_rgb(np.zeros((12, 16, 3), np.float32), task, prior=tiny_prior(), **kwargs)
     assert "\n" not in str(info.value)
-
-
-def test_cli_inpaint_mask_of_another_size_is_refused(tmp_path):
-    from PIL import Image as PILImage
-
-    from conftest import SAMPLES, run_cli
-    from otmap_cli.restore.train import export_prior
-
-    weights = tmp_path / "tiny.safetensors"
-    export_prior(tiny_prior(), weights, {})
-    PILImage.new("L", (10, 10), 255).save(tmp_path / "mask.png")
-    proc = run_cli("restore", str(SAMPLES / "day.jpg"), "--task", "inpaint", "--mask", str(tmp_path / "mask.png"),
-                   "--weights", str(weights), "-o", str(tmp_path / "out.png"))
-    err = proc.stderr.decode()
-    assert proc.returncode == 2 and "mask is 10x10" in err and "Traceback" not in err, err
-    assert not (tmp_path / "out.png").exists()
 
 
 def test_degrade_refuses_a_box_outside_the_image():
@@ -336,14 +297,6 @@ def test_quality_metrics():
         api.quality(noisy[:10], clean)
 
 
-def shipped_prior():
-    from otmap_cli.weights import models_dir
-
-    if not (models_dir() / api.PRIOR_FILE).is_file():
-        pytest.skip(f"{api.PRIOR_FILE} is not shipped yet (train it with `otmap train flow`)")
-    return api.default_prior("cpu")
-
-
 DEBLUR, SUPERRES = {"blur_sigma": 1.0, "noise_sigma": 0.025}, {"scale": 2, "noise_sigma": 0.025}
 
 
@@ -379,7 +332,8 @@ def test_pnpflow_denoising_with_the_shipped_prior_improves_and_mmse_does_better(
 def test_flow_training_runs_resumes_and_exports(tmp_path):
     from PIL import Image as PILImage
 
-    from otmap_cli.restore.train import FlowTrainConfig, load_prior, train_flow
+    from otmap_cli.restoration.prior import load_prior
+    from otmap_cli.restoration.train import FlowTrainConfig, train_flow
 
     data = tmp_path / "data"
     data.mkdir()
@@ -399,23 +353,3 @@ def test_flow_training_runs_resumes_and_exports(tmp_path):
     assert [json.loads(line)["step"] for line in log] == [3, 5]
     x = torch.zeros(1, 3, 20, 28)
     assert prior(x, torch.full((1,), 0.5)).shape == x.shape  # odd sizes go through
-
-
-def test_cli_degrade_then_restore_gains_psnr(tmp_path):
-    """The README's round trip on a shipped sample: degrade, restore with --reference, PSNR goes up."""
-    from PIL import Image as PILImage
-
-    from conftest import run_cli
-
-    shipped_prior()
-    clean = tmp_path / "clean.png"
-    PILImage.fromarray((natural_crop(64) * 255).round().astype(np.uint8)).save(clean)
-    noisy, restored = tmp_path / "noisy.png", tmp_path / "restored.png"
-    assert run_cli("degrade", str(clean), "--task", "denoise", "-o", str(noisy)).returncode == 0
-    proc = run_cli("--quiet", "restore", str(noisy), "--task", "denoise", "--steps", "20", "--reference", str(clean),
-                   "-o", str(restored), "--json")
-    assert proc.returncode == 0, proc.stderr.decode()
-    record = json.loads(proc.stdout.decode())["results"][0]
-    before = api.quality(read_image(noisy), read_image(clean))["psnr"]
-    assert record["psnr"] > before + 3, (record, before)
-    assert read_image(restored).size == read_image(clean).size

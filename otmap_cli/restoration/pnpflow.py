@@ -26,60 +26,15 @@ each step a contraction of the data term.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from otmap_cli.errors import InputError
-from otmap_cli.restore.physics import finite_number
+from otmap_cli.restoration.options import Settings
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """D(x_t, t) = E[x1 | x_t] for images in [-1, 1] and times t of shape (batch,), e.g. a FlowPrior."""
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Settings:
-    steps: int  # N, number of iterations
-    alpha: float  # exponent of the step schedule gamma_n = (1 - t_n)^alpha
-    averages: int  # K, re-noising draws averaged per iteration
-
-
-# N = 100 and alpha as in the paper (Martin et al. 2025, CelebA column of the appendix's table),
-# checked for our prior on 3 held-out train_natural crops (128 x 128; benchmarks/tune_restore.py,
-# results in benchmarks/results/restore_tuning.json), mean PSNR per alpha:
-#   denoise 0.3 / 0.8 / 1.5: 24.25 / 26.90 / 21.22     deblur 0.01 / 0.1 / 0.3: 26.89 / 26.59 / 25.82
-#   superres 0.1 / 0.3 / 0.6: 26.16 / 26.34 / 25.54    random holes 0.01 / 0.1 / 0.3: 25.40 / 25.35 / 24.91
-#   box hole 0.1 / 0.5 / 1.0: 30.72 / 28.44 / 23.71
-# One "inpaint" task serves both mask kinds, so it takes 0.1 (random holes lose 0.05 dB, box holes
-# gain > 2 dB over the paper's 0.5). K = 1 is the paper's cheap variant (its scripts use K = 5).
-DEFAULTS: dict[str, Settings] = {
-    "denoise": Settings(steps=100, alpha=0.8, averages=1),
-    "deblur": Settings(steps=100, alpha=0.01, averages=1),
-    "superres": Settings(steps=100, alpha=0.3, averages=1),
-    "inpaint": Settings(steps=100, alpha=0.1, averages=1),
-}
-
-
-def settings_for(task: str, steps: int | None = None, alpha: float | None = None,
-                 averages: int | None = None) -> Settings:
-    """The task's :data:`DEFAULTS` with the given overrides, validated."""
-    if task not in DEFAULTS:
-        raise InputError(f"unknown task {task!r}; choose one of {', '.join(DEFAULTS)}")
-    base = DEFAULTS[task]
-    alpha = finite_number(base.alpha if alpha is None else alpha, "alpha")
-    if alpha < 0:
-        raise InputError(f"alpha must be >= 0, got {alpha}")
-    return Settings(_count(base.steps if steps is None else steps, "steps"), alpha,
-                    _count(base.averages if averages is None else averages, "averages"))
-
-
-def _count(value, name: str) -> int:
-    number = finite_number(value, name)
-    if isinstance(value, bool) or not number.is_integer() or number < 1:
-        raise InputError(f"{name} must be a whole number >= 1, got {value}")
-    return int(number)
 
 
 def squared_norm(physics, x: torch.Tensor) -> float:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import ot
 import pytest
 import torch
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES
 from otmap_cli.io import read_image
 from otmap_cli.transport.colormap import ColourMap
 from otmap_cli.transport.fit import FitSettings
@@ -129,57 +127,6 @@ def test_a_fit_that_diverges_to_nan_falls_back_to_the_gaussian_map():
 
 
 # ----------------------------------------------------------------------------- the command line
-
-def test_cli_recolor_end_to_end(tmp_path):
-    out, cube, saved, fig = (tmp_path / n for n in ("out.png", "look.cube", "map.safetensors", "plot.png"))
-    proc = run_cli("--quiet", "recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", str(out),
-                   "--steps", "30", "--warm-steps", "50", "--lut", str(cube), "--lut-size", "17",
-                   "--save-map", str(saved), "--plot", str(fig), "--json")
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert read_image(out).rgb.shape == read_image(SAMPLES / "day.jpg").rgb.shape
-    assert read_cube(cube).shape == (17, 17, 17, 3)
-    assert fig.stat().st_size > 10_000
-    import json
-
-    assert json.loads(proc.stdout)["results"][0]["output"] == str(out)
-    # re-apply the saved map and the LUT to another image
-    again = run_cli("--quiet", "apply", str(saved), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "again.png"))
-    assert again.returncode == 0, again.stderr.decode()
-    np.testing.assert_allclose(read_image(tmp_path / "again.png").rgb, read_image(out).rgb, atol=1 / 255 + 1e-6)
-    via_cube = run_cli("--quiet", "apply", str(cube), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "cube.png"))
-    assert via_cube.returncode == 0, via_cube.stderr.decode()
-    assert np.abs(read_image(tmp_path / "cube.png").rgb - read_image(out).rgb).mean() < 0.01
-
-
-def test_cli_keeps_alpha_and_refuses_to_overwrite(tmp_path, gradient_image):
-    src = gradient_image("rgba.png", mode="RGBA")
-    before = src.read_bytes()
-    out = tmp_path / "rgba_out.png"
-    proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out), "--steps", "5",
-                   "--warm-steps", "5")
-    assert proc.returncode == 0, proc.stderr.decode()
-    np.testing.assert_array_equal(read_image(out).alpha, read_image(src).alpha)
-    # an existing output needs --force; the input itself is never a valid output
-    again = run_cli("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out))
-    assert again.returncode == 2 and b"--force" in again.stderr and b"Traceback" not in again.stderr
-    onto_input = run_cli("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(src), "--force")
-    assert onto_input.returncode == 2 and b"overwrite an input" in onto_input.stderr
-    assert src.read_bytes() == before
-
-
-def test_cli_default_output_name_next_to_source(tmp_path, gradient_image):
-    src = gradient_image("photo.png")
-    proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "--steps", "5", "--warm-steps", "5")
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert (tmp_path / "photo_recolored.png").exists()
-
-
-def test_cli_toy_writes_a_figure(tmp_path):
-    fig = tmp_path / "toy.png"
-    proc = run_cli("toy", "gaussian", "-o", str(fig), "--steps", "50")
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert fig.stat().st_size > 10_000
-    assert b"RMSE vs closed-form Brenier map" in proc.stderr
 
 
 @pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="ffmpeg not installed")

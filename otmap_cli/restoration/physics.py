@@ -12,70 +12,24 @@
   ``image_size`` is the *high-resolution* size (scale x the input of ``restore``).
 * ``inpaint``: H = per-pixel mask, 1 = kept pixel (a mask PNG is white where kept, black where missing).
 
-n is Gaussian white noise of std ``noise_sigma``, always in [0, 1] image units. ``deepinv`` is
+n is Gaussian white noise of std ``noise_sigma``, always in [0, 1] image units; the options are
+validated by :mod:`~otmap_cli.restoration.options`. ``deepinv`` is
 imported inside the functions: importing it costs seconds and only restore/degrade need it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from otmap_cli.errors import InputError
+from otmap_cli.restoration.options import TASK_DEFAULTS, finite_number, normalise_kernel, resolve
 
-TASKS = ("denoise", "deblur", "superres", "inpaint")
-SCALES = (2, 3, 4)
 PADDING = "reflect"
 SR_FILTER = "bicubic"
-# Used when an option is left out, so that ``--task`` alone works. The noise levels are those of
-# the benchmark in issue 3 (denoise 25/255, deblur and super-res 0.025, inpainting 0.005).
-TASK_DEFAULTS = {
-    "denoise": {"noise_sigma": 25 / 255},
-    "deblur": {"noise_sigma": 0.025, "blur_sigma": 1.0},
-    "superres": {"noise_sigma": 0.025, "scale": 2},
-    "inpaint": {"noise_sigma": 0.005, "mask_ratio": 0.7},
-}
-
-
-@dataclass(frozen=True)
-class Degradation:
-    """The validated parameters of one forward model (only those the task uses are set)."""
-
-    task: str
-    noise_sigma: float
-    blur_sigma: float | None = None
-    kernel: np.ndarray | None = None
-    scale: int = 1
-
-
-def finite_number(value, name: str) -> float:
-    """``value`` as a finite float, or a one-line InputError naming the option."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise InputError(f"{name} must be finite, got {value}")
-    return number
-
-
-def normalise_kernel(kernel: np.ndarray, label: str = "kernel") -> np.ndarray:
-    """A 2-D PSF as float32 summing to 1 (colour PSF images are averaged over channels)."""
-    psf = np.asarray(kernel, dtype=np.float64)
-    if psf.ndim == 3:
-        psf = psf.mean(axis=2)
-    if psf.ndim != 2 or psf.size == 0:
-        raise InputError(f"{label}: a blur kernel must be a 2-D array, got shape {psf.shape}")
-    if not np.isfinite(psf).all():
-        raise InputError(f"{label}: blur kernel contains NaN or infinity")
-    total = psf.sum()
-    if total <= 0:
-        raise InputError(f"{label}: blur kernel must have a positive sum")
-    return (psf / total).astype(np.float32)
 
 
 def load_kernel(path: str | Path) -> np.ndarray:
@@ -93,32 +47,6 @@ def load_kernel(path: str | Path) -> np.ndarray:
     else:
         psf = read_image(path).rgb
     return normalise_kernel(psf, str(path))
-
-
-def resolve(task: str, noise_sigma: float | None = None, blur_sigma: float | None = None,
-            kernel: np.ndarray | None = None, scale: int | None = None) -> Degradation:
-    """Validate the options of ``task`` and fill in :data:`TASK_DEFAULTS`; options the task does not use are dropped."""
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    defaults = TASK_DEFAULTS[task]
-    sigma = finite_number(defaults["noise_sigma"] if noise_sigma is None else noise_sigma, "noise sigma")
-    if not 0 <= sigma <= 1:
-        raise InputError(f"noise sigma must be in [0, 1] (image units), got {sigma}")
-    if task == "deblur":
-        if kernel is not None and blur_sigma is not None:
-            raise InputError("give either a blur sigma or a kernel file, not both")
-        if kernel is not None:
-            return Degradation(task, sigma, kernel=normalise_kernel(kernel))
-        blur = finite_number(defaults["blur_sigma"] if blur_sigma is None else blur_sigma, "blur sigma")
-        if blur <= 0:
-            raise InputError(f"blur sigma must be positive, got {blur}")
-        return Degradation(task, sigma, blur_sigma=blur)
-    if task == "superres":
-        factor = defaults["scale"] if scale is None else scale
-        if factor not in SCALES:
-            raise InputError(f"scale must be one of {', '.join(map(str, SCALES))}, got {factor}")
-        return Degradation(task, sigma, scale=int(factor))
-    return Degradation(task, sigma)
 
 
 def blur_filter(blur_sigma: float | None, kernel: np.ndarray | None, device: str = "cpu") -> torch.Tensor:
@@ -167,8 +95,6 @@ def make_physics(task: str, image_size: tuple[int, int], noise_sigma: float | No
                              f"{deg.scale} and at least {3 * deg.scale} px, got {w}x{h}")
         return dinv.physics.Downsampling(img_size=(3, h, w), filter=SR_FILTER, factor=deg.scale, padding=PADDING,
                                          noise_model=noise, device=device)
-    if mask is None:
-        raise InputError("inpainting needs a mask (white = kept pixel, black = missing)")
     return dinv.physics.Inpainting(img_size=(3, h, w), mask=mask_tensor(mask, (h, w), device),
                                    noise_model=noise, device=device)
 

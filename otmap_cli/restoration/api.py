@@ -1,45 +1,28 @@
 """The functions behind ``otmap restore`` and ``otmap degrade``: Image in, Image out.
 
-Pixels go through :mod:`~otmap_cli.restore.physics` (forward models), :mod:`~otmap_cli.restore.pnpflow`
-(the solver) and :mod:`~otmap_cli.restore.tiles` (large images); this module adds what a file
-needs: defaults, validation with one-line :class:`~otmap_cli.errors.InputError` messages, alpha,
-grayscale, and metrics. The CLI imports it lazily, so torch may be imported at the top here.
+Pixels go through :mod:`~otmap_cli.restoration.physics` (forward models), :mod:`~otmap_cli.restoration.pnpflow`
+(the solver) and :mod:`~otmap_cli.restoration.tiles` (large images); this module adds what a file
+needs: alpha, grayscale, and metrics; the options are validated once, by
+:class:`~otmap_cli.restoration.options.RestoreOptions`. The CLI imports it lazily, so torch may be imported at the top here.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image, read_image
-from otmap_cli.restore import pnpflow, tiles
-from otmap_cli.restore.physics import blur_filter, degrade, make_physics, mask_tensor, resolve, to_array, to_tensor
-from otmap_cli.restore.pnpflow import Denoiser, Progress
-from otmap_cli.restore.prior import AsDeepinvDenoiser
+from otmap_cli.restoration import pnpflow, tiles
+from otmap_cli.restoration.options import RestoreOptions, resolve
+from otmap_cli.restoration.physics import blur_filter, degrade, make_physics, mask_tensor, to_array, to_tensor
+from otmap_cli.restoration.pnpflow import Denoiser, Progress
+from otmap_cli.restoration.prior import AsDeepinvDenoiser, default_prior
 
-PRIOR_FILE = "flow_natural.safetensors"
-SOLVERS = ("auto", "pnp-flow", "mmse", "dpir")
-# What "auto" runs: the solver that restored best on 3 held-out train_natural crops (128 x 128, the
-# benchmark's degradations; benchmarks/tune_restore.py for PnP-Flow's alpha), mean PSNR:
-#   deblur   dpir 28.25 dB, PnP-Flow 26.89 (best alpha)    superres x2  dpir 26.73, PnP-Flow 26.35
-#   inpaint  random holes: PnP-Flow 25.40, dpir 10.26;  box hole: PnP-Flow 30.72, dpir 17.84
-#   denoise  mmse (x8) 29.11, dpir 28.46, PnP-Flow 26.90 (best alpha)
-# The CBSD68 / Set5 benchmark confirmed each choice afterwards; it did not make it.
-AUTO_SOLVER = {"denoise": "mmse", "deblur": "dpir", "superres": "dpir", "inpaint": "pnp-flow"}
 SR_REACH = 2  # the bicubic filter reaches 2 low-resolution pixels (4 * scale taps)
-
-
-def default_prior(device: str = "cpu"):
-    """The shipped flow prior ``models/flow_natural.safetensors`` on ``device``, in eval mode."""
-    from otmap_cli.restore.train import load_prior
-    from otmap_cli.weights import shipped_model
-
-    return load_prior(shipped_model(PRIOR_FILE), device)
 
 
 def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -64,28 +47,20 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
 
     ``solver`` (all three use the same flow prior):
 
-    * "pnp-flow": PnP-Flow (:mod:`~otmap_cli.restore.pnpflow`);
+    * "pnp-flow": PnP-Flow (:mod:`~otmap_cli.restoration.pnpflow`);
     * "mmse" (denoising only): the prior as the minimum-mean-square-error denoiser at the given
       noise level, D_t(t y) with t = 1 / (1 + sigma) (the x1-prediction of Martin et al. 2025,
       read as Tweedie's formula), averaged over the 8 flips and quarter turns of the image;
     * "dpir": deepinv's DPIR (half-quadratic splitting) with the prior as its denoiser;
-    * "auto" (the default): the one measured best for the task, :data:`AUTO_SOLVER`.
+    * "auto" (the default): the one measured best for the task, :data:`~otmap_cli.choices.AUTO_SOLVER`.
     For PnP-Flow ``noise_sigma`` is validated but does not change the result: its iteration is
-    free of sigma (see :mod:`~otmap_cli.restore.pnpflow`); the noise level acts through alpha.
+    free of sigma (see :mod:`~otmap_cli.restoration.pnpflow`); the noise level acts through alpha.
     """
-    deg = resolve(task, noise_sigma, blur_sigma, kernel, scale)
-    if solver not in SOLVERS:
-        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    if solver == "mmse" and task != "denoise":
-        raise InputError("the mmse solver only denoises; use pnp-flow or dpir for the other tasks")
-    if solver == "auto":
-        solver = AUTO_SOLVER[task]
-    settings = pnpflow.settings_for(task, steps, alpha, averages)
+    options = RestoreOptions(task, noise_sigma, blur_sigma, kernel, scale, steps, averages, alpha, solver)
+    deg, settings, solver = options.validate(has_mask=mask is not None)
     h, w = rgb.shape[:2]
     reach = 0  # how far (in pixels of y) the operator spreads a pixel, for the tile margins
     if task == "inpaint":
-        if mask is None:
-            raise InputError("inpainting needs a mask (white = kept pixel, black = missing)")
         mask_tensor(mask, (h, w))  # checks the size before any work
     elif task == "deblur":
         reach = max(blur_filter(deg.blur_sigma, deg.kernel).shape[-2:]) // 2
@@ -180,29 +155,3 @@ def quality(restored: Image | np.ndarray, reference: Image | np.ndarray) -> dict
                          f"{x_hat.shape[1]}x{x_hat.shape[0]}")
     x_hat, x = to_tensor(np.clip(x_hat, 0, 1)), to_tensor(x)
     return {"psnr": float(PSNR()(x_hat, x)), "ssim": float(SSIM()(x_hat, x))}
-
-
-def grid_search(prior: Denoiser, references: Sequence[np.ndarray], task: str, *, alphas: Sequence[float],
-                steps: Sequence[int] = (100,), averages: int = 1, noise_sigma: float | None = None,
-                blur_sigma: float | None = None, kernel: np.ndarray | None = None, scale: int | None = None,
-                mask_ratio: float | None = None, box: tuple[int, int, int, int] | None = None, seed: int = 0,
-                device: str = "cpu") -> list[dict]:
-    """Mean PSNR/SSIM of PnP-Flow on ``references`` (clean (h, w, 3) arrays) for every (steps, alpha), best first.
-
-    The paper tunes alpha and N per task on a validation set; use held-out train_natural images
-    here, never the test sets. Image i is degraded with seed ``seed + i``.
-    """
-    options = {"noise_sigma": noise_sigma, "blur_sigma": blur_sigma, "kernel": kernel, "scale": scale}
-    observed = [degrade(ref, task, mask_ratio=mask_ratio, box=box, seed=seed + i, **options)
-                for i, ref in enumerate(references)]
-    rows = []
-    for n in steps:
-        for a in alphas:
-            scores = []
-            for ref, (y, mask) in zip(references, observed):
-                out = restore_rgb(y, task, mask=mask, steps=n, alpha=a, averages=averages, seed=seed, device=device,
-                                  prior=prior, **options)
-                scores.append(quality(out, ref[:out.shape[0], :out.shape[1]]))
-            rows.append({"steps": n, "alpha": a, "psnr": float(np.mean([s["psnr"] for s in scores])),
-                         "ssim": float(np.mean([s["ssim"] for s in scores]))})
-    return sorted(rows, key=lambda row: -row["psnr"])

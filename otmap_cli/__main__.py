@@ -1,0 +1,5 @@
+"""``python -m otmap_cli``: the ``otmap`` command."""
+
+from otmap_cli.cli import main
+
+main()

@@ -1,0 +1,169 @@
+"""The options of one restoration, validated once, without torch: the CLI checks them before it loads anything.
+
+:class:`RestoreOptions` holds what ``otmap restore`` is asked for; :meth:`RestoreOptions.validate`
+fills in the task's defaults and returns the :class:`Degradation` (the forward model) and the
+PnP-Flow :class:`Settings`, or raises a one-line :class:`~otmap_cli.errors.InputError` that names
+the parameter (never a command-line flag). ``degrade`` uses the same :func:`resolve`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from otmap_cli.choices import AUTO_SOLVER, SCALES, SOLVERS, TASKS, one_of
+from otmap_cli.errors import InputError
+
+# Used when an option is left out, so that a task alone works. The noise levels are those of the
+# restoration benchmark (denoise 25/255, deblur and super-res 0.025, inpainting 0.005).
+TASK_DEFAULTS = {
+    "denoise": {"noise_sigma": 25 / 255},
+    "deblur": {"noise_sigma": 0.025, "blur_sigma": 1.0},
+    "superres": {"noise_sigma": 0.025, "scale": 2},
+    "inpaint": {"noise_sigma": 0.005, "mask_ratio": 0.7},
+}
+# Upper bounds that keep a typo from running for days: 100 iterations is the paper's N, and the
+# largest Gaussian PSF we build (radius 3 sigma) must stay far below any image size.
+MAX_STEPS = 10_000
+MAX_AVERAGES = 100
+MAX_BLUR_SIGMA = 100.0
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """The validated parameters of one forward model (only those the task uses are set)."""
+
+    task: str
+    noise_sigma: float
+    blur_sigma: float | None = None
+    kernel: np.ndarray | None = None
+    scale: int = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """PnP-Flow's iteration (Martin et al. 2025, Algorithm 1)."""
+
+    steps: int  # N, number of iterations
+    alpha: float  # exponent of the step schedule gamma_n = (1 - t_n)^alpha
+    averages: int  # K, re-noising draws averaged per iteration
+
+
+# N = 100 and alpha near the paper's (CelebA column of its appendix table), tuned for our prior on
+# held-out training crops (benchmarks/tune_restore.py; the grid is in docs/decisions.md). K = 1 is
+# the paper's cheap variant.
+PNPFLOW_DEFAULTS: dict[str, Settings] = {
+    "denoise": Settings(steps=100, alpha=0.8, averages=1),
+    "deblur": Settings(steps=100, alpha=0.01, averages=1),
+    "superres": Settings(steps=100, alpha=0.3, averages=1),
+    "inpaint": Settings(steps=100, alpha=0.1, averages=1),
+}
+
+
+def finite_number(value, name: str) -> float:
+    """``value`` as a finite float (a string may be a fraction such as ``25/255``), or a one-line InputError."""
+    try:
+        if isinstance(value, str) and "/" in value:
+            numerator, denominator = value.split("/")
+            number = float(numerator) / float(denominator)
+        else:
+            number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise InputError(f"{name} must be a number or a fraction such as 25/255, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InputError(f"{name} must be finite, got {value}")
+    return number
+
+
+def whole_number(value, name: str, maximum: int) -> int:
+    """``value`` as an int in [1, maximum], or a one-line InputError."""
+    number = finite_number(value, name)
+    if isinstance(value, bool) or not number.is_integer() or not 1 <= number <= maximum:
+        raise InputError(f"{name} must be a whole number from 1 to {maximum:,}, got {value}")
+    return int(number)
+
+
+def noise_level(value) -> float:
+    """A noise standard deviation in [0, 1] image units."""
+    sigma = finite_number(value, "noise sigma")
+    if not 0 <= sigma <= 1:
+        raise InputError(f"noise sigma must be in [0, 1] image units (e.g. 0.098 = 25/255 for 8-bit noise "
+                         f"of std 25), got {value}")
+    return sigma
+
+
+def normalise_kernel(kernel: np.ndarray, label: str = "kernel") -> np.ndarray:
+    """A 2-D PSF as float32 summing to 1 (colour PSF images are averaged over channels)."""
+    psf = np.asarray(kernel, dtype=np.float64)
+    if psf.ndim == 3:
+        psf = psf.mean(axis=2)
+    if psf.ndim != 2 or psf.size == 0:
+        raise InputError(f"{label}: a blur kernel must be a 2-D array, got shape {psf.shape}")
+    if not np.isfinite(psf).all():
+        raise InputError(f"{label}: blur kernel contains NaN or infinity")
+    total = psf.sum()
+    if total <= 0:
+        raise InputError(f"{label}: blur kernel must have a positive sum")
+    return (psf / total).astype(np.float32)
+
+
+def resolve(task: str, noise_sigma=None, blur_sigma=None, kernel: np.ndarray | None = None,
+            scale=None) -> Degradation:
+    """Validate the forward model of ``task`` and fill in :data:`TASK_DEFAULTS`; options it does not use are dropped."""
+    one_of(task, TASKS, "task")
+    defaults = TASK_DEFAULTS[task]
+    sigma = noise_level(defaults["noise_sigma"] if noise_sigma is None else noise_sigma)
+    if task == "deblur":
+        if kernel is not None and blur_sigma is not None:
+            raise InputError("give either a blur sigma or a kernel file, not both")
+        if kernel is not None:
+            return Degradation(task, sigma, kernel=normalise_kernel(kernel))
+        blur = finite_number(defaults["blur_sigma"] if blur_sigma is None else blur_sigma, "blur sigma")
+        if not 0 < blur <= MAX_BLUR_SIGMA:
+            raise InputError(f"blur sigma must be positive and at most {MAX_BLUR_SIGMA:g} pixels, got {blur_sigma}")
+        return Degradation(task, sigma, blur_sigma=blur)
+    if task == "superres":
+        factor = defaults["scale"] if scale is None else scale
+        if factor not in SCALES:
+            raise InputError(f"scale must be one of {', '.join(map(str, SCALES))}, got {factor}")
+        return Degradation(task, sigma, scale=int(factor))
+    return Degradation(task, sigma)
+
+
+def settings_for(task: str, steps=None, alpha=None, averages=None) -> Settings:
+    """The task's :data:`PNPFLOW_DEFAULTS` with the given overrides, validated."""
+    one_of(task, TASKS, "task")
+    base = PNPFLOW_DEFAULTS[task]
+    alpha = finite_number(base.alpha if alpha is None else alpha, "alpha")
+    if alpha < 0:
+        raise InputError(f"alpha must be >= 0, got {alpha}")
+    return Settings(whole_number(base.steps if steps is None else steps, "steps", MAX_STEPS), alpha,
+                    whole_number(base.averages if averages is None else averages, "averages", MAX_AVERAGES))
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Everything ``otmap restore`` is asked for, as given (None = the task's default)."""
+
+    task: str
+    noise_sigma: float | str | None = None
+    blur_sigma: float | str | None = None
+    kernel: np.ndarray | None = None
+    scale: int | None = None
+    steps: int | None = None
+    averages: int | None = None
+    alpha: float | str | None = None
+    solver: str = "auto"
+
+    def validate(self, has_mask: bool = True) -> tuple[Degradation, Settings, str]:
+        """(forward model, PnP-Flow settings, the solver that will run); ``has_mask``: is an inpainting mask given."""
+        degradation = resolve(self.task, self.noise_sigma, self.blur_sigma, self.kernel, self.scale)
+        settings = settings_for(self.task, self.steps, self.alpha, self.averages)
+        one_of(self.solver, SOLVERS, "solver")
+        if self.solver == "mmse" and self.task != "denoise":
+            raise InputError("the mmse solver only denoises; use pnp-flow or dpir for the other tasks")
+        if self.task == "inpaint" and not has_mask:
+            raise InputError("inpainting needs a mask (white = kept pixel, black = missing)")
+        return degradation, settings, AUTO_SOLVER[self.task] if self.solver == "auto" else self.solver
