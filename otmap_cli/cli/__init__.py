@@ -25,10 +25,11 @@ app = typer.Typer(
 train_app = typer.Typer(help="Train the models otmap ships (resumable; run in the background).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
+GLOBAL_FLAGS = "Also accepted here: -q/--quiet (no progress or messages on stderr), --debug (tracebacks)."
 for command in (colour.recolor, colour.apply, colour.toy, restore.restore, restore.degrade, sample.sample, info.info):
-    app.command()(command)
+    app.command(epilog=GLOBAL_FLAGS)(command)
 for command in (train.flow, train.brenier, train.classifier):
-    train_app.command(command.__name__)(command)
+    train_app.command(command.__name__, epilog=GLOBAL_FLAGS)(command)
 
 
 def _version(value: bool) -> None:

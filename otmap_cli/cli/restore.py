@@ -40,6 +40,17 @@ class ForwardModel:
         return load_kernel(self.kernel)
 
 
+@dataclass
+class Iteration:
+    """PnP-Flow's iteration (None = the task's default)."""
+
+    steps: Optional[int] = typer.Option(None, "--steps", help="PnP-Flow iterations N (default per task; at most "
+                                        "10000).")
+    averages: Optional[int] = typer.Option(None, "--averages", help="Noise draws K averaged per iteration (at "
+                                           "most 100).")
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Step-size exponent: gamma_n = (1-t_n)^alpha.")
+
+
 @grouped
 def restore(
     inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Degraded image(s); '-' reads stdin (and "
@@ -55,15 +66,11 @@ def restore(
                                   "(denoise only: the prior as the MMSE denoiser, averaged over flips and "
                                   "rotations). auto = the one measured best per task: mmse for denoise, dpir for "
                                   "deblur and superres, pnp-flow for inpaint."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="PnP-Flow iterations N (default per task; at most "
-                                        "10000)."),
-    averages: Optional[int] = typer.Option(None, "--averages", help="Noise draws K averaged per iteration (at "
-                                           "most 100)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Step-size exponent: gamma_n = (1-t_n)^alpha."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Clean image: print PSNR/SSIM (stdout)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Flow prior (.safetensors); default: shipped."),
     seed: int = typer.Option(0, "--seed"),
     device=DEVICE,
+    iteration: Iteration,
     batch: Batch,
 ):
     """Restore images with PnP-Flow (Martin et al., ICLR 2025) and our shipped flow-matching prior.
@@ -71,8 +78,8 @@ def restore(
     from otmap_cli.restoration.options import RestoreOptions
 
     task = model.task.value
-    options = RestoreOptions(task, model.noise_sigma, model.blur_sigma, None, model.scale, steps, averages, alpha,
-                             solver.value)
+    options = RestoreOptions(task, model.noise_sigma, model.blur_sigma, None, model.scale, iteration.steps,
+                             iteration.averages, iteration.alpha, solver.value)
     degradation, _, solver_used = options.validate(has_mask=mask is not None)
     require_files([mask, model.kernel, reference, weights] + ([] if batch.keep_going else inputs))
     inputs = select_shard(inputs, batch.shard)
@@ -95,8 +102,9 @@ def restore(
         with progress(f"restoring {image.name} ({task})") as update:
             restored = api.restore_image(image, task, noise_sigma=degradation.noise_sigma,
                                          blur_sigma=model.blur_sigma, kernel=psf, scale=model.scale,
-                                         mask=pixel_mask, steps=steps, averages=averages, alpha=alpha, seed=seed,
-                                         device=dev, prior=prior, progress=update, solver=solver.value)
+                                         mask=pixel_mask, steps=iteration.steps, averages=iteration.averages,
+                                         alpha=iteration.alpha, seed=seed, device=dev, prior=prior,
+                                         progress=update, solver=solver.value)
         write_image(restored, plan.outputs[source])
         record = {"output": str(plan.outputs[source]), "solver": solver_used,
                   "noise_sigma": degradation.noise_sigma, "seconds": round(time.time() - start, 3)}

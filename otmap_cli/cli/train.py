@@ -2,105 +2,123 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from otmap_cli.choices import GENERATOR_MODELS, POTENTIALS, choice_enum
-from otmap_cli.cli.common import DEVICE, require_folder, say
+from otmap_cli.cli.common import DEVICE, Device, grouped, require_folder, say
 from otmap_cli.errors import InputError
 
 GeneratorModel = choice_enum("GeneratorModel", GENERATOR_MODELS)
 Potential = choice_enum("Potential", POTENTIALS)
+MNIST_DATA = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files.")
 
 
+@dataclass
+class Run:
+    """The run controls of every resumable trainer (:class:`~otmap_cli.training.RunControls`)."""
+
+    minutes: float = typer.Option(60.0, "--minutes", help="Wall-clock budget of this run.")
+    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit).")
+    resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors.")
+    init: Optional[Path] = typer.Option(None, "--init", help="Warm start from shipped weights.")
+    device: Device = DEVICE
+    seed: int = typer.Option(0, "--seed")
+
+    def controls(self) -> dict:
+        from otmap_cli.device import resolve_device
+
+        return {"minutes": self.minutes, "max_steps": self.max_steps, "resume": self.resume, "init": self.init,
+                "device": resolve_device(self.device.value), "seed": self.seed}
+
+
+@dataclass
+class BrenierTuning:
+    """What ``train brenier`` may change of :class:`~otmap_cli.generate.brenier.BrenierTrainConfig`
+    (None keeps its default)."""
+
+    potential: Optional[Potential] = typer.Option(None, "--potential", help="The potential of brenier or icnn: "
+                                                  "'decoder' (brenier's default: a DCGAN-like decoder of the "
+                                                  "leading principal components inside the potential) or 'conv' (a "
+                                                  "plain conv net: icnn's default, and the first shipped brenier "
+                                                  "model).")
+    code: Optional[int] = typer.Option(None, "--code", help="Principal components the decoder potential reads "
+                                       "(default 16); phi can bend down in at most this many directions per point.")
+    penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
+                                                   "penalty (brenier; default 10). Raise it, with --resume, if "
+                                                   "'min_eigenvalue' in the log turns negative.")
+    search_steps: Optional[int] = typer.Option(None, "--search-steps", help="Lanczos steps that aim the penalty "
+                                               "at the lowest curvature of phi at each near pair (default 12).")
+    near_pairs: Optional[int] = typer.Option(None, "--near-pairs", help="Points per step where the penalty probes "
+                                             "curvature (default 16).")
+    near_step: Optional[float] = typer.Option(None, "--near-step", help="Length of the finite difference that "
+                                              "measures it (default 0.3).")
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of the generator and the "
+                                       "discriminator (default 2e-4); a resumed run may lower it for a final, "
+                                       "quieter phase.")
+
+    def config(self, model: str) -> dict:
+        """The BrenierTrainConfig fields that were given, ``model_options`` included."""
+        if model not in ("brenier", "icnn") and (self.potential or self.code):
+            raise InputError("--potential and --code apply to --model brenier or icnn only")
+        model_options = {"potential": self.potential.value if self.potential else None, "code": self.code}
+        values = {"search_steps": self.search_steps, "near_pairs": self.near_pairs, "near_step": self.near_step,
+                  "lr": self.lr, "lr_discriminator": self.lr}
+        return {"penalty_weight": self.penalty_weight,
+                "model_options": {k: v for k, v in model_options.items() if v is not None},
+                **{k: v for k, v in values.items() if v is not None}}
+
+
+@grouped
 def flow(
     data: Path = typer.Option(..., "--data", help="Folder of clean training images (e.g. CBSD432)."),
     out: Path = typer.Option(Path("models/flow_natural.safetensors"), "--out", help="Where to export EMA weights "
                              "(fp16 safetensors), at every checkpoint."),
     run_dir: Path = typer.Option(Path("runs/flow"), "--run-dir", help="Checkpoints and log.jsonl."),
-    minutes: float = typer.Option(60.0, "--minutes", help="Wall-clock budget of this run."),
-    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Warm start from shipped weights."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (warm-up, then cosine to 10 %)."),
     schedule_steps: int = typer.Option(60_000, "--schedule-steps", help="Steps over which the cosine decays "
                                        "(match it to the steps your budget allows)."),
     channels: str = typer.Option("64,128,256", "--channels", help="U-Net widths per level."),
     checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes"),
-    device=DEVICE,
-    seed: int = typer.Option(0, "--seed"),
+    *, run: Run,
 ):
     """Train the flow-matching prior used by 'otmap restore' (resumable; checkpoints every ~10 min)."""
     require_folder(data)
-    from otmap_cli.device import resolve_device
-    from otmap_cli.restoration.train import FlowTrainConfig, train_flow
-
     try:
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
         raise InputError(f"--channels must be comma-separated integers, got {channels!r}") from None
-    cfg = FlowTrainConfig(data=data, run_dir=run_dir, out=out, minutes=minutes, max_steps=max_steps, resume=resume,
-                          init=init, lr=lr, schedule_steps=schedule_steps, channels=widths,
-                          checkpoint_minutes=checkpoint_minutes,
-                          device=resolve_device(device.value), seed=seed)
+    from otmap_cli.restoration.train import FlowTrainConfig, train_flow
+
+    cfg = FlowTrainConfig(data=data, run_dir=run_dir, out=out, lr=lr, schedule_steps=schedule_steps, channels=widths,
+                          checkpoint_minutes=checkpoint_minutes, **run.controls())
     train_flow(cfg, log=say)
 
 
+@grouped
 def brenier(
-    data: Path = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files."),
+    data: Path = MNIST_DATA,
     out: Path = typer.Option(Path("models/brenier_mnist.safetensors"), "--out", help="Where to export EMA "
                              "weights (fp16 safetensors), at every checkpoint."),
     run_dir: Path = typer.Option(Path("runs/brenier"), "--run-dir", help="Checkpoints, sample grids, log.jsonl."),
     model: GeneratorModel = typer.Option(GeneratorModel.brenier, "--model", help="brenier (the product) or a "
                                          "baseline: icnn, dcgan, cmgn."),
-    minutes: float = typer.Option(60.0, "--minutes", help="Wall-clock budget of this run."),
-    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0 = no limit)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from <run-dir>/checkpoint.safetensors."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Warm start the generator from shipped weights."),
-    potential: Optional[Potential] = typer.Option(None, "--potential", help="The potential of brenier or icnn: 'decoder' "
-                                            "(brenier's default: a DCGAN-like decoder of the leading principal "
-                                            "components inside the potential) or 'conv' (a plain conv net: icnn's "
-                                            "default, and the first shipped brenier model)."),
-    code: Optional[int] = typer.Option(None, "--code", help="Principal components the decoder potential reads "
-                                       "(default 16); phi can bend down in at most this many directions per point."),
-    penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
-                                                   "penalty (brenier; default 10). Raise it, with --resume, if "
-                                                   "'min_eigenvalue' in the log turns negative."),
-    search_steps: Optional[int] = typer.Option(None, "--search-steps", help="Lanczos steps that aim the penalty "
-                                               "at the lowest curvature of phi at each near pair (default 12)."),
-    near_pairs: Optional[int] = typer.Option(None, "--near-pairs", help="Points per step where the penalty probes "
-                                             "curvature (default 16)."),
-    near_step: Optional[float] = typer.Option(None, "--near-step", help="Length of the finite difference that "
-                                              "measures it (default 0.3)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of the generator and the "
-                                       "discriminator (default 2e-4); a resumed run may lower it for a final, "
-                                       "quieter phase."),
-    device=DEVICE,
-    seed: int = typer.Option(0, "--seed"),
+    *, run: Run, tuning: BrenierTuning,
 ):
     """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min)."""
     require_folder(data)
-    model, potential = model.value, potential.value if potential is not None else None
-    if model not in ("brenier", "icnn") and (potential or code):
-        raise InputError("--potential and --code apply to --model brenier or icnn only")
-    from otmap_cli.device import resolve_device
+    overrides = tuning.config(model.value)
     from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
 
-    def given(**values) -> dict:
-        return {k: v for k, v in values.items() if v is not None}
-
-    cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model, minutes=minutes, max_steps=max_steps,
-                             resume=resume, init=init, penalty_weight=penalty_weight, device=resolve_device(device.value),
-                             seed=seed, model_options=given(potential=potential, code=code),
-                             **given(search_steps=search_steps, near_pairs=near_pairs, near_step=near_step, lr=lr,
-                                     lr_discriminator=lr))
+    cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model.value, **run.controls(), **overrides)
     train_brenier(cfg, log=say)
 
 
 def classifier(
-    data: Path = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files."),
+    data: Path = MNIST_DATA,
     out: Path = typer.Option(Path("models/mnist_classifier.safetensors"), "--out"),
     epochs: float = typer.Option(3.0, "--epochs"),
     device=DEVICE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, invoke, run_cli
 from otmap_cli.io import read_image
 from otmap_cli.transport.lut import read_cube
 
@@ -33,26 +33,26 @@ def test_cli_keeps_alpha_and_refuses_to_overwrite(tmp_path, gradient_image):
     src = gradient_image("rgba.png", mode="RGBA")
     before = src.read_bytes()
     out = tmp_path / "rgba_out.png"
-    proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out), "--steps", "5",
+    proc = invoke("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out), "--steps", "5",
                    "--warm-steps", "5")
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.exit_code == 0, proc.stderr
     np.testing.assert_array_equal(read_image(out).alpha, read_image(src).alpha)
     # an existing output needs --force; the input itself is never a valid output
-    again = run_cli("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out))
-    assert again.returncode == 2 and b"--force" in again.stderr and b"Traceback" not in again.stderr
-    onto_input = run_cli("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(src), "--force")
-    assert onto_input.returncode == 2 and b"overwrite an input" in onto_input.stderr
+    again = invoke("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(out))
+    assert again.exit_code == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+    onto_input = invoke("recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(src), "--force")
+    assert onto_input.exit_code == 2 and "overwrite an input" in onto_input.stderr
     assert src.read_bytes() == before
 
 def test_cli_default_output_name_next_to_source(tmp_path, gradient_image):
     src = gradient_image("photo.png")
-    proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "--steps", "5", "--warm-steps", "5")
-    assert proc.returncode == 0, proc.stderr.decode()
+    proc = invoke("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "--steps", "5", "--warm-steps", "5")
+    assert proc.exit_code == 0, proc.stderr
     assert (tmp_path / "photo_recolored.png").exists()
 
 def test_cli_toy_writes_a_figure(tmp_path):
     fig = tmp_path / "toy.png"
-    proc = run_cli("toy", "gaussian", "-o", str(fig), "--steps", "50")
-    assert proc.returncode == 0, proc.stderr.decode()
+    proc = invoke("toy", "gaussian", "-o", str(fig), "--steps", "50")
+    assert proc.exit_code == 0, proc.stderr
     assert fig.stat().st_size > 10_000
-    assert b"RMSE vs closed-form Brenier map" in proc.stderr
+    assert "RMSE vs closed-form Brenier map" in proc.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, invoke
 
 
 def test_cli_bad_inputs_give_one_line_and_exit_2(tmp_path):
@@ -21,7 +21,7 @@ def test_cli_bad_inputs_give_one_line_and_exit_2(tmp_path):
         ("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "--steps", "-1"),
     ]
     for args in cases:
-        proc = run_cli(*args)
-        err = proc.stderr.decode()
-        assert proc.returncode == 2, (args, err)
+        proc = invoke(*args)
+        err = proc.stderr
+        assert proc.exit_code == 2, (args, err)
         assert "Traceback" not in err and err.strip(), args

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from conftest import SAMPLES, natural_crop, run_cli, shipped_prior, tiny_prior
+from conftest import SAMPLES, invoke, natural_crop, run_cli, shipped_prior, tiny_prior
 from otmap_cli.io import read_image
 from otmap_cli.restoration import api
 
@@ -19,10 +19,10 @@ def test_cli_inpaint_mask_of_another_size_is_refused(tmp_path):
     weights = tmp_path / "tiny.safetensors"
     export_prior(tiny_prior(), weights, {})
     PILImage.new("L", (10, 10), 255).save(tmp_path / "mask.png")
-    proc = run_cli("restore", str(SAMPLES / "day.jpg"), "--task", "inpaint", "--mask", str(tmp_path / "mask.png"),
+    proc = invoke("restore", str(SAMPLES / "day.jpg"), "--task", "inpaint", "--mask", str(tmp_path / "mask.png"),
                    "--weights", str(weights), "-o", str(tmp_path / "out.png"))
-    err = proc.stderr.decode()
-    assert proc.returncode == 2 and "mask is 10x10" in err and "Traceback" not in err, err
+    err = proc.stderr
+    assert proc.exit_code == 2 and "mask is 10x10" in err and "Traceback" not in err, err
     assert not (tmp_path / "out.png").exists()
 
 def test_cli_degrade_then_restore_gains_psnr(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, invoke, run_cli
 from otmap_cli.errors import InputError
 from otmap_cli.io import read_image
 from otmap_cli.transport.colormap import ColourMap
@@ -30,13 +30,13 @@ def test_batch_keeps_going_past_a_bad_file_and_fails_at_the_end(tmp_path, gradie
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     out = tmp_path / "out"
-    proc = run_cli("recolor", str(good_a), str(bad), str(good_b), str(SAMPLES / "sunset.jpg"), "--out-dir", str(out),
+    proc = invoke("recolor", str(good_a), str(bad), str(good_b), str(SAMPLES / "sunset.jpg"), "--out-dir", str(out),
                    "--keep-going", "--json", *FAST)
-    assert proc.returncode == 2, proc.stderr.decode()
+    assert proc.exit_code == 2, proc.stderr
     report = json.loads(proc.stdout)
     assert [r["ok"] for r in report["results"]] == [True, False, True] and report["failed"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["a_recolored.png", "b_recolored.png"]
-    assert b"1 of 3 inputs failed" in proc.stderr and b"Traceback" not in proc.stderr
+    assert "1 of 3 inputs failed" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_shards_split_a_batch_without_overlap(tmp_path, gradient_image):
@@ -44,9 +44,9 @@ def test_shards_split_a_batch_without_overlap(tmp_path, gradient_image):
     seen = []
     for shard in ("1/2", "2/2"):
         out = tmp_path / shard.replace("/", "_")
-        proc = run_cli("--quiet", "recolor", *sources, str(SAMPLES / "sunset.jpg"), "--out-dir", str(out),
+        proc = invoke("--quiet", "recolor", *sources, str(SAMPLES / "sunset.jpg"), "--out-dir", str(out),
                        "--shard", shard, *FAST)
-        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.exit_code == 0, proc.stderr
         seen += [p.name for p in out.iterdir()]
     assert sorted(seen) == sorted(f"s{i}_recolored.png" for i in range(5))
 
@@ -60,8 +60,8 @@ def test_foreign_and_pickled_weights_are_refused(tmp_path):
     for name in ("other.safetensors", "evil.pt"):
         with pytest.raises(InputError):
             ColourMap.load(tmp_path / name)
-        proc = run_cli("apply", str(tmp_path / name), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "x.png"))
-        assert proc.returncode == 2 and b"Traceback" not in proc.stderr
+        proc = invoke("apply", str(tmp_path / name), str(SAMPLES / "day.jpg"), "-o", str(tmp_path / "x.png"))
+        assert proc.exit_code == 2 and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.png").exists()
 
 
@@ -103,8 +103,8 @@ def test_help_answers_without_heavy_imports():
 
 
 def test_info_lists_shipped_models_with_checksums():
-    proc = run_cli("info", "--json")
-    assert proc.returncode == 0, proc.stderr.decode()
+    proc = invoke("info", "--json")
+    assert proc.exit_code == 0, proc.stderr
     payload = json.loads(proc.stdout)
     assert "mnist_classifier.safetensors" in payload["models"]
     assert len(payload["models"]["mnist_classifier.safetensors"]["sha256"]) == 64

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from conftest import run_cli
+from conftest import invoke
 from otmap_cli.generate.models import load_generator
 
 
 def test_train_command_builds_the_potential_it_is_asked_for(mnist_dir, tmp_path):
     out = tmp_path / "g.safetensors"
-    done = run_cli("train", "brenier", "--data", str(mnist_dir), "--run-dir", str(tmp_path / "run"), "--out",
+    done = invoke("train", "brenier", "--data", str(mnist_dir), "--run-dir", str(tmp_path / "run"), "--out",
                    str(out), "--max-steps", "2", "--code", "4", "--search-steps", "3", "--lr", "1e-4")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     config = load_generator(out).config
     assert config["potential"] == "decoder" and config["code"] == 4 and config["model"] == "brenier"
-    refused = run_cli("train", "brenier", "--data", str(mnist_dir), "--model", "dcgan", "--potential", "conv")
-    assert refused.returncode != 0 and b"brenier or icnn only" in refused.stderr
+    refused = invoke("train", "brenier", "--data", str(mnist_dir), "--model", "dcgan", "--potential", "conv")
+    assert refused.exit_code != 0 and "brenier or icnn only" in refused.stderr
+
+
+def test_train_flow_command_starts_resumes_and_exports(tmp_path):
+    """The options of the background training (--init, --resume, --lr, --schedule-steps) as the CLI parses them."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from otmap_cli.restoration.prior import load_prior
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):  # the last 6 are held out for validation
+        PILImage.fromarray((rng.random((128, 130, 3)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    out, run = tmp_path / "prior.safetensors", tmp_path / "run"
+    common = ["train", "flow", "--data", str(data), "--run-dir", str(run), "--channels", "8,16", "--lr", "2e-4",
+              "--schedule-steps", "10"]
+    first = invoke(*common, "--out", str(out), "--max-steps", "2")
+    assert first.exit_code == 0, first.output
+    again = invoke(*common, "--out", str(tmp_path / "again.safetensors"), "--init", str(out), "--resume",
+                   "--max-steps", "3")
+    assert again.exit_code == 0, again.output
+    assert "resumed from" in again.stderr and "at step 2" in again.stderr
+    assert load_prior(out).config["channels"] == [8, 16]
