@@ -126,7 +126,10 @@ def restore_image(image: Image, task: str, *, noise_sigma: float | None = None, 
                   steps: int | None = None, averages: int | None = None, alpha: float | None = None, seed: int = 0,
                   device: str = "cpu", prior: Denoiser | None = None, progress: Progress | None = None,
                   solver: str = "auto") -> Image:
-    """Restore ``image`` (see :func:`restore_rgb`); alpha is kept aside, and resized for superres."""
+    """Restore ``image`` (see :func:`restore_rgb`); alpha is kept aside, and resized for superres.
+
+        >>> clean = restore_image(read_image("noisy.png"), "denoise", noise_sigma=25 / 255)  # doctest: +SKIP
+    """
     rgb = restore_rgb(image.rgb, task, noise_sigma=noise_sigma, blur_sigma=blur_sigma, kernel=kernel, scale=scale,
                       mask=mask, steps=steps, averages=averages, alpha=alpha, seed=seed, device=device, prior=prior,
                       progress=progress, solver=solver)
@@ -136,7 +139,10 @@ def restore_image(image: Image, task: str, *, noise_sigma: float | None = None, 
 def degrade_image(image: Image, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
                   kernel: np.ndarray | None = None, scale: int | None = None, mask_ratio: float | None = None,
                   box: tuple[int, int, int, int] | None = None, seed: int = 0) -> tuple[Image, np.ndarray | None]:
-    """Simulate the forward model that :func:`restore_image` inverts (see :func:`physics.degrade`)."""
+    """Simulate the forward model that :func:`restore_image` inverts (see :func:`physics.degrade`).
+
+        >>> holed, mask = degrade_image(read_image("clean.png"), "inpaint", mask_ratio=0.5)  # doctest: +SKIP
+    """
     rgb, mask = degrade(image.rgb, task, noise_sigma, blur_sigma, kernel, scale, mask_ratio, box, seed)
     return _with_pixels(image, rgb, resolve(task, scale=scale).scale), mask
 

@@ -39,7 +39,10 @@ def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings
                    progress: ProgressFn | None = None) -> tuple[ColourMap, FitResult]:
     """Fit the Brenier map from the pooled colours of ``sources`` to those of ``style``.
 
-    Several sources give one shared map (consistent colours across video frames).
+    Several sources give one shared map (consistent colours across video frames):
+
+        >>> colour_map, report = fit_colour_map(frames, read_image("sunset.jpg"))  # doctest: +SKIP
+        >>> colour_map.save("sunset.safetensors"); colour_map.write_cube("sunset.cube")  # doctest: +SKIP
     """
     settings = replace(settings or FitSettings(), output_range=(0.0, 1.0))
     src = pixel_samples(sources, sample_pixels, settings.seed)

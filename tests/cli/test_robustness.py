@@ -89,17 +89,20 @@ def test_fuzzed_map_files_fail_cleanly(tmp_path, data):
         ColourMap.load(path)
 
 
-def test_help_answers_without_heavy_imports():
+@pytest.mark.parametrize("argv", [["--help"], ["restore", "x.png", "--task", "denoise", "--noise-sigma", "25"],
+                                  ["recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", "x.tga"],
+                                  ["sample", "-n", "10000000", "--out-dir", "many"]])
+def test_help_and_bad_input_answer_without_heavy_imports(argv):
     """--help and input errors must not wait for torch/deepinv to import."""
     import subprocess
     import sys
 
-    code = ("import sys; sys.argv = ['otmap', '--help']\n"
+    code = (f"import sys; sys.argv = ['otmap', *{argv!r}]\n"
             "from otmap_cli import cli\n"
             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
             "print('HEAVY' if {'torch', 'deepinv'} & set(sys.modules) else 'LIGHT')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
-    assert proc.stdout.strip().endswith(b"LIGHT"), proc.stdout[-200:]
+    assert proc.stdout.strip().endswith(b"LIGHT"), (proc.stdout[-200:], proc.stderr[-300:])
 
 
 def test_info_lists_shipped_models_with_checksums():
