@@ -46,8 +46,7 @@ def _global(debug: bool = typer.Option(False, "--debug", help="Show full traceba
                                        "(results asked for still print)."),
             version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                          help="Print the version and exit.")):
-    STATE["debug"] = STATE["debug"] or debug
-    STATE["quiet"] = STATE["quiet"] or quiet
+    """--debug and --quiet are declared here for --help; GlobalFlagsGroup has taken them off the line already."""
 
 
 def main() -> None:

@@ -209,3 +209,10 @@ def test_tiny_recolor_inputs_are_bad_input(tmp_path, gradient_image):
     result = invoke("recolor", str(tiny), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"))
     assert result.exit_code == 2 and "pixels" in result.stderr, result.output
     assert read_image(tiny).size == (2, 2)
+
+
+def test_debug_after_the_command_shows_the_traceback(tmp_path):
+    plain = invoke("apply", str(tmp_path / "missing.cube"), str(tmp_path / "x.png"))
+    assert plain.exit_code == 2 and "Traceback" not in plain.stderr and "no such file" in plain.stderr
+    debug = invoke("apply", str(tmp_path / "missing.cube"), str(tmp_path / "x.png"), "--debug")
+    assert debug.exit_code == 2 and "Traceback" in debug.stderr
