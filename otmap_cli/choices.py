@@ -29,8 +29,13 @@ POTENTIALS = ("decoder", "conv")
 # compute
 DEVICES = ("auto", "cpu", "cuda")
 
-# output files
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+# image files: suffix (any letter case) -> Pillow format; io.write_image, the CLI's output checks and
+# their messages all read this one table
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+                 ".webp": "WEBP", ".bmp": "BMP"}
+IMAGE_SUFFIXES = tuple(IMAGE_FORMATS)
+SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # the others hold 8 bits per channel
+ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
 
 
 def choice_enum(name: str, values: tuple[str, ...]) -> type[Enum]:

@@ -20,7 +20,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from otmap_cli.weights import load_tensors, save_tensors
+from otmap_cli.errors import InputError
+from otmap_cli.weights import load_tensors, save_tensors, tensors_problem
 
 
 @dataclass(kw_only=True)
@@ -70,8 +71,12 @@ def module_tensors(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_module_tensors(prefix: str, module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Inverse of :func:`module_tensors`."""
-    module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+    """Inverse of :func:`module_tensors`; a one-line InputError if the tensors do not fit ``module``."""
+    part = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    problem = tensors_problem(module.state_dict(), part)
+    if problem:
+        raise InputError(f"checkpoint of another model or damaged ({prefix}: {problem})")
+    module.load_state_dict(part)
 
 
 class Trainer:
@@ -134,7 +139,12 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         tensors, meta = load_tensors(path, self.checkpoint_kind)
-        self.load_state(tensors, meta)
+        try:
+            self.load_state(tensors, meta)
+        except InputError as exc:
+            raise InputError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
+        except KeyError as exc:
+            raise InputError(f"{path}: damaged checkpoint ({exc} missing)") from None
 
     def write_log(self, record: dict, final: bool) -> None:
         with open(self.run_dir / "log.jsonl", "a") as handle:

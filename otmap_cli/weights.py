@@ -4,14 +4,22 @@ Every file otmap writes or reads (shipped models, fitted colour maps, training c
 safetensors file whose string metadata carries ``otmap_kind`` (what the file is) and ``otmap_meta``
 (a JSON object: configuration, metrics, provenance). A file without our marker is refused with a
 clear message instead of being interpreted.
+
+A model file is untrusted input: its configuration decides how big a network gets built. So
+:func:`load_model` checks the configuration against a schema (known keys, types, ranges), builds
+the network on PyTorch's "meta" device (shapes only, no memory) and compares every parameter's
+shape with the tensors actually stored, before anything real is allocated: memory stays bounded
+by the size of the file, whatever its configuration claims.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from otmap_cli.errors import InputError
 from otmap_cli.io import atomic_output
@@ -36,12 +44,14 @@ def shipped_model(name: str) -> Path:
     return path
 
 
-def save_tensors(path: Path | str, tensors: dict[str, Any], kind: str, meta: dict[str, Any]) -> None:
-    """Write tensors + our metadata atomically (temporary file in the same folder, then rename)."""
+def save_tensors(path: Path | str, tensors: dict[str, Any], kind: str, meta: dict[str, Any],
+                 overwrite: bool = True) -> None:
+    """Write tensors + our metadata atomically (temporary file in the same folder, then rename;
+    ``overwrite=False``: InputError if the file exists by then)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_output(Path(path)) as tmp:
+    with atomic_output(Path(path), overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={KIND_KEY: kind, META_KEY: json.dumps(meta)})
 
 
@@ -68,8 +78,10 @@ def load_tensors(path: Path | str, kind: str) -> tuple[dict[str, Any], dict[str,
         raise InputError(f"{path}: not an otmap {kind} file (found kind {found!r})")
     try:
         meta = json.loads(metadata.get(META_KEY, "{}"))
-    except json.JSONDecodeError:
-        raise InputError(f"{path}: corrupt otmap metadata") from None
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise InputError(f"{path}: corrupt otmap metadata (not a JSON object of sane depth)") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: corrupt otmap metadata (a JSON object was expected)")
     return tensors, meta
 
 
@@ -84,6 +96,122 @@ def load_half(module, tensors: dict[str, Any]):
     """Load a state saved by :func:`save_half` into ``module`` (fp32 again); returns it in eval mode."""
     module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     return module.eval()
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric field of a stored configuration: ``kind`` (int or float) within [low, high]."""
+
+    kind: type
+    low: float
+    high: float
+
+    def problem(self, value: Any) -> str | None:
+        numeric = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            return f"must be {'an integer' if self.kind is int else 'a number'}"
+        if (isinstance(value, float) and not math.isfinite(value)) or not self.low <= value <= self.high:
+            return f"must be within {self.low:g}..{self.high:g}"
+        return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A field that takes one of a few values (compared with their type: ``1`` is not ``True``)."""
+
+    options: tuple
+
+    def problem(self, value: Any) -> str | None:
+        if any(type(value) is type(option) and value == option for option in self.options):
+            return None
+        return f"must be one of {', '.join(map(repr, self.options))}"
+
+
+@dataclass(frozen=True)
+class NumberList:
+    """A list of ``item`` numbers with ``min_len`` to ``max_len`` entries."""
+
+    item: Number
+    min_len: int
+    max_len: int
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, list) or not self.min_len <= len(value) <= self.max_len:
+            length = str(self.min_len) if self.min_len == self.max_len else f"{self.min_len}..{self.max_len}"
+            return f"must be a list of {length} numbers"
+        return next((f"[{i}] {p}" for i, v in enumerate(value) if (p := self.item.problem(v))), None)
+
+
+def config_problem(config: Any, fields: Mapping[str, Number | Choice | NumberList]) -> str | None:
+    """What is wrong with a stored configuration (first problem found), None if it fits ``fields``.
+
+    Missing keys are allowed (the constructor's default applies); unknown keys are not.
+    """
+    if not isinstance(config, dict):
+        return "no configuration object"
+    unknown = sorted(set(config) - set(fields), key=str)
+    if unknown:
+        return f"unknown setting {str(unknown[0])[:40]!r}"
+    for key, value in config.items():
+        problem = fields[key].problem(value)
+        if problem:
+            return f"{key} {problem}"
+    return None
+
+
+def tensors_problem(expected: Mapping[str, tuple[int, ...] | Any], found: Mapping[str, Any]) -> str | None:
+    """First difference between what a network needs (a state dict, or float tensor shapes by name) and the
+    stored tensors: names, shapes, float vs integer."""
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        return f"tensor {missing[0]!r} is missing"
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        return f"unexpected tensor {unexpected[0][:60]!r}"
+    for name, needed in expected.items():
+        stored = found[name]
+        shape = tuple(needed) if isinstance(needed, tuple) else tuple(needed.shape)
+        if tuple(stored.shape) != shape:
+            return f"tensor {name!r} has shape {list(stored.shape)}, the configuration needs {list(shape)}"
+        if stored.is_floating_point() != (isinstance(needed, tuple) or needed.is_floating_point()):
+            return f"tensor {name!r} has type {stored.dtype}"
+    return None
+
+
+def load_model(path: Path | str, kind: str, fields: Callable[[dict], Mapping] | Mapping,
+               build: Callable[[dict], Any],
+               shapes: Callable[[dict], Mapping[str, tuple[int, ...]]] | None = None) -> tuple[Any, dict]:
+    """(network in fp32 on the CPU in eval mode, metadata) from a file of ``kind`` whose ``config`` must fit ``fields``
+    (a schema, or a function of the config giving one) and whose tensors must fit what ``build(config)``
+    makes; InputError, before any allocation beyond the file itself, if not.
+
+    The tensors a config needs come from ``shapes(config)`` when given (float tensor shapes by name),
+    else from building the network on the meta device. (The first meta-device arithmetic of a process
+    imports PyTorch's Python meta kernels, seconds on a CPU; ``shapes`` spares small hot-path models that.)
+    """
+    import torch
+
+    tensors, meta = load_tensors(path, kind)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: no model configuration in the file")
+    try:
+        problem = config_problem(config, fields(config) if callable(fields) else fields)
+        if problem:
+            raise InputError(problem)
+        if shapes is not None:
+            expected = shapes(config)
+        else:
+            with torch.device("meta"):
+                expected = build(config).state_dict()
+    except (InputError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{path}: bad model configuration: {str(exc).splitlines()[0][:100]}") from None
+    problem = tensors_problem(expected, tensors)
+    if problem:
+        raise InputError(f"{path}: does not match its configuration: {problem}")
+    if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
+        raise InputError(f"{path}: holds non-finite weights")
+    return load_half(build(config), tensors), meta
 
 
 def optimizer_tensors(prefix: str, optimizer) -> dict[str, Any]:

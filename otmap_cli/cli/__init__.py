@@ -1,6 +1,7 @@
 """The ``otmap`` command line: one module per command group, each command parse -> one library call -> print.
 
-Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input, 130 interrupted.
+Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 Heavy libraries (torch, deepinv) are imported inside the commands, so ``otmap --help`` and input
 errors answer at once. The plumbing every command shares is in :mod:`otmap_cli.cli.common`.
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 
 import typer
 
 from otmap_cli.cli import colour, info, restore, sample, train
 from otmap_cli.cli.common import STATE, GlobalFlagsGroup
+from otmap_cli.errors import format_warning, install_signal_handlers, last_interrupt
 
 app = typer.Typer(
     cls=GlobalFlagsGroup,
@@ -49,18 +52,29 @@ def _global(debug: bool = typer.Option(False, "--debug", help="Show full traceba
     """--debug and --quiet are declared here for --help; GlobalFlagsGroup has taken them off the line already."""
 
 
+def _exit_interrupted(exc: BaseException | None) -> None:
+    print("otmap: interrupted", file=sys.stderr)
+    sys.exit(getattr(exc, "exit_code", 130))  # 130 for Ctrl-C, 143 for SIGTERM (errors.Interrupted)
+
+
 def main() -> None:
     """Console entry point: usage errors, interrupts and unexpected failures as one line with their exit
-    code (otmap's own errors are mapped by :class:`~otmap_cli.cli.common.GlobalFlagsGroup`)."""
+    code (otmap's own errors are mapped by :class:`~otmap_cli.cli.common.GlobalFlagsGroup`); SIGTERM
+    unwinds like Ctrl-C, so partial outputs are removed; library warnings print as one line."""
+    install_signal_handlers()
+    warnings.formatwarning = format_warning
     try:
         code = app(standalone_mode=False)  # typer.Exit inside a command comes back as a return value here
+        if code == 130:  # how the parser reports a KeyboardInterrupt (Ctrl-C, or SIGTERM via errors.Interrupted)
+            _exit_interrupted(last_interrupt())
         if isinstance(code, int) and code:
             sys.exit(code)
     except typer.Exit as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # typer turns Ctrl-C into a silent Exit(130)
+            _exit_interrupted(exc.__cause__)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("otmap: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        _exit_interrupted(exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # the parser's usage errors
             exc.show(file=sys.stderr)

@@ -96,7 +96,7 @@ def recolor(
 
     def export(colour_map, images):
         if save_map is not None:
-            colour_map.save(save_map)
+            colour_map.save(save_map, overwrite=batch.force)
         if lut is not None:
             colour_map.write_cube(lut, lut_size, strength, title=f"otmap {images[0].name} -> {style.name}")
         if plot is not None:
@@ -118,7 +118,7 @@ def recolor(
             export(colour_map, [image])
         result, _, _ = recolor_image(image, style, strength=strength, exact=exact, colour_map=colour_map,
                                      in_place=True)  # in place: bounded memory
-        write_image(result, plan.outputs[source])
+        write_image(result, plan.outputs[source], overwrite=batch.force)
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3),
                 "fell_back": colour_map.info.get("fell_back"), "metrics": colour_map.info.get("metrics")}
@@ -152,7 +152,7 @@ def apply(
     def work(source: Path) -> dict:
         start = time.time()
         image = read_image(source, batch.max_pixels)
-        write_image(image.with_rgb(mapper(image.rgb)), plan.outputs[source])
+        write_image(image.with_rgb(mapper(image.rgb)), plan.outputs[source], overwrite=batch.force)
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3)}
 

@@ -17,6 +17,7 @@ import string
 import sys
 import traceback
 import typing
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import typer
 from typer.core import TyperGroup
 
 from otmap_cli.choices import DEVICES, IMAGE_SUFFIXES, choice_enum
-from otmap_cli.errors import InputError, OtmapError
+from otmap_cli.errors import InputError, OtmapError, OtmapWarning
 
 STATE = {"debug": False, "quiet": False}
 STDIO = "-"
@@ -52,7 +53,10 @@ class GlobalFlagsGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                if STATE["quiet"]:
+                    warnings.simplefilter("ignore", OtmapWarning)  # -q: nothing on stderr but errors
+                return super().invoke(ctx)
         except OtmapError as exc:
             if STATE["debug"]:
                 traceback.print_exc()

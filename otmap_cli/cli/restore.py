@@ -105,7 +105,7 @@ def restore(
                                          mask=pixel_mask, steps=iteration.steps, averages=iteration.averages,
                                          alpha=iteration.alpha, seed=seed, device=dev, prior=prior,
                                          progress=update, solver=solver.value)
-        write_image(restored, plan.outputs[source])
+        write_image(restored, plan.outputs[source], overwrite=batch.force)
         record = {"output": str(plan.outputs[source]), "solver": solver_used,
                   "noise_sigma": degradation.noise_sigma, "seconds": round(time.time() - start, 3)}
         if clean is not None:
@@ -156,7 +156,7 @@ def degrade(
     degraded, pixel_mask = api.degrade_image(image, task, noise_sigma=degradation.noise_sigma,
                                              blur_sigma=model.blur_sigma, kernel=model.load_kernel(),
                                              scale=model.scale, mask_ratio=mask_ratio, box=box_values, seed=seed)
-    write_image(degraded, output)
+    write_image(degraded, output, overwrite=force)
     if mask_out is not None and pixel_mask is not None:
-        write_image(api.mask_to_image(pixel_mask), mask_out, bit_depth=8)
+        write_image(api.mask_to_image(pixel_mask), mask_out, bit_depth=8, overwrite=force)
     wrote(output)

@@ -103,14 +103,14 @@ def sample(
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             for image in images:
-                save_png(image, paths[written])
+                save_png(image, paths[written], overwrite=force)
                 written += 1
     record["seconds"] = round(time.time() - start, 3)
     if output is not None:
         import numpy as np
 
         images = np.concatenate(grid_parts)
-        save_png(image_grid(images, columns=len(images) if interpolate else None), output)
+        save_png(image_grid(images, columns=len(images) if interpolate else None), output, overwrite=force)
         record["output"] = str(output)
         wrote(output)
     if out_dir is not None:

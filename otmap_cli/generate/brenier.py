@@ -167,8 +167,8 @@ class BrenierTrainer(Trainer):
         return tensors, meta
 
     def load_state(self, tensors: dict, meta: dict) -> None:
-        if meta["config"] != self.generator.config:
-            raise InputError(f"{self.checkpoint_path}: checkpoint of another model {meta['config']} "
+        if meta.get("config") != self.generator.config:
+            raise InputError(f"{self.checkpoint_path}: checkpoint of another model {str(meta.get('config'))[:200]} "
                              f"(asked {self.generator.config})")
         for name, module in self.modules().items():
             load_module_tensors(name, module, tensors)

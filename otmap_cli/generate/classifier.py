@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from otmap_cli.generate.mnist import load_mnist, to_unit
-from otmap_cli.weights import load_half, load_tensors, save_half
+from otmap_cli.weights import Number, NumberList, load_model, save_half
 
 CLASSIFIER_KIND = "mnist-classifier"
 FEATURES = 128
@@ -125,5 +125,6 @@ def train_classifier(data: Path | str, out: Path | str | None = None, epochs: fl
 
 
 def load_classifier(path: Path | str, device: str = "cpu") -> MnistClassifier:
-    tensors, meta = load_tensors(path, CLASSIFIER_KIND)
-    return load_half(MnistClassifier(tuple(meta["config"]["channels"])), tensors).to(device)
+    fields = {"channels": NumberList(Number(int, 1, 4096), 3, 3)}
+    model, _ = load_model(path, CLASSIFIER_KIND, fields, lambda config: MnistClassifier(**config))
+    return model.to(device)

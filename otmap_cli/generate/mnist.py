@@ -84,8 +84,9 @@ def image_grid(images: np.ndarray, columns: int | None = None, gap: int = 2) -> 
     return grid
 
 
-def save_png(pixels: np.ndarray, path: Path | str) -> None:
-    """A grayscale uint8 array as PNG, written atomically (``-``: to standard output)."""
+def save_png(pixels: np.ndarray, path: Path | str, overwrite: bool = True) -> None:
+    """A grayscale uint8 array as PNG, written atomically (``-``: to standard output;
+    ``overwrite=False``: fail if the file exists)."""
     import io
     import sys
 
@@ -97,5 +98,5 @@ def save_png(pixels: np.ndarray, path: Path | str) -> None:
         sys.stdout.buffer.write(buffer.getvalue())
         sys.stdout.buffer.flush()
         return
-    with atomic_output(Path(path)) as tmp:
+    with atomic_output(Path(path), overwrite=overwrite) as tmp:
         PILImage.fromarray(pixels, mode="L").save(tmp, format="PNG")

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from otmap_cli.errors import InputError
-from otmap_cli.nets.convex import ConvPotential, DecoderPotential
+from otmap_cli.nets.convex import CONV_FIELDS, DECODER_FIELDS, ConvPotential, DecoderPotential
 from otmap_cli.nets.monotone import CMGN
-from otmap_cli.weights import load_half, load_tensors, save_half
+from otmap_cli.weights import Choice, Number, NumberList, load_model, save_half
 
 GENERATOR_KIND = "mnist-generator"
 PIXELS = 28 * 28
@@ -228,6 +228,21 @@ def build_generator(config: dict) -> nn.Module:
     return builders[model](**options)
 
 
+def generator_config_fields(config: dict) -> dict:
+    """The schema a stored generator config must fit (see ``weights.load_model``)."""
+    model = config.get("model")
+    if model in ("brenier", "icnn"):
+        potential = DECODER_FIELDS if config.get("potential") == "decoder" else CONV_FIELDS
+        return {**potential, "model": Choice(("brenier", "icnn")), "alpha": Number(float, 0.0, 1e3)}
+    fields = {"gaussian": {"rank": Number(int, 0, PIXELS)},
+              "cmgn": {"width": Number(int, 1, 1 << 16), "layers": Number(int, 1, 1024),
+                       "sharpness": Number(float, 0.0, 1e6)},
+              "dcgan": {"latent": Number(int, 1, 1 << 16), "channels": NumberList(Number(int, 1, 4096), 2, 2)}}
+    if not isinstance(model, str) or model not in fields:
+        raise InputError(f"unknown generator model {str(model)[:40]!r}")
+    return {"model": Choice((model,)), **fields[model]}
+
+
 def export_generator(generator: nn.Module, path: Path | str, meta: dict) -> None:
     """fp16 safetensors with the config in the metadata (the effect of fp16: models/brenier_mnist.md)."""
     save_half(path, generator, GENERATOR_KIND, meta)
@@ -235,8 +250,7 @@ def export_generator(generator: nn.Module, path: Path | str, meta: dict) -> None
 
 def load_generator(path: Path | str, device: str = "cpu") -> nn.Module:
     """A generator file written by :func:`export_generator`, in fp32, eval mode, offline."""
-    tensors, meta = load_tensors(path, GENERATOR_KIND)
-    generator = load_half(build_generator(meta["config"]), tensors)
+    generator, meta = load_model(path, GENERATOR_KIND, generator_config_fields, build_generator)
     generator.meta = meta
     return generator.to(device)
 

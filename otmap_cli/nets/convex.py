@@ -43,8 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otmap_cli.weights import Choice, Number, NumberList
+
 IMAGE_SIDE = 28
 ACTIVATIONS = ("softplus", "recu")
+_CHANNELS = NumberList(Number(int, 1, 4096), 2, 2)
+CONV_FIELDS = {"potential": Choice(("conv",)), "channels": _CHANNELS, "hidden": Number(int, 1, 1 << 16),
+               "activation_name": Choice(ACTIVATIONS), "convex": Choice((False, True))}
+DECODER_FIELDS = {"potential": Choice(("decoder",)), "code": Number(int, 1, IMAGE_SIDE * IMAGE_SIDE),
+                  "channels": _CHANNELS, "gain": Number(float, -1e6, 1e6), "convex": Choice((False, True))}
 _OUTPUT_GAIN = 1e-2  # grad psi starts small: the generator starts at its affine (Gaussian) part
 
 

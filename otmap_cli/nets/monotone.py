@@ -18,11 +18,15 @@ features are already spread over the data.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from otmap_cli.errors import InputError
+from otmap_cli.weights import Choice, Number
 
 STRICT_EPS = 1e-3
 _INIT_SPREAD = 1e-3  # std of the nonlinear part over the data at initialisation
@@ -153,12 +157,43 @@ class MMGN(MonotoneGradientNet):
 
 
 MODELS = {"cmgn": CMGN, "mmgn": MMGN}
+_SHARPNESS = Number(float, 0.0, 1e6)
+CONFIG_FIELDS = {  # what a stored config may hold; sizes beyond these are not networks we would fit
+    "cmgn": {"model": Choice(("cmgn",)), "dim": Number(int, 1, 4096), "width": Number(int, 1, 1 << 20),
+             "layers": Number(int, 1, 1024), "sharpness": _SHARPNESS},
+    "mmgn": {"model": Choice(("mmgn",)), "dim": Number(int, 1, 4096), "modules": Number(int, 1, 4096),
+             "width": Number(int, 1, 1 << 16), "sharpness": _SHARPNESS},
+}
+
+
+def monotone_config_fields(config: dict) -> dict:
+    """The schema a stored monotone-network config must fit (see ``weights.load_model``)."""
+    model = config.get("model")
+    if not isinstance(model, str) or model not in MODELS:
+        raise InputError(f"unknown monotone network {str(model)[:40]!r}; expected one of {', '.join(MODELS)}")
+    return CONFIG_FIELDS[model]
+
+
+def monotone_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of ``build_monotone(config)``, computed without building it (for loading files)."""
+    options = {**_constructor_defaults(MODELS[config["model"]]), **config}
+    dim, width = options["dim"], options["width"]
+    shapes = {"V": (dim, dim), "bias": (dim,)}
+    if config["model"] == "cmgn":
+        return {**shapes, "W": (width, dim), "layer_bias": (options["layers"], width), "gain_raw": (width,)}
+    modules = options["modules"]
+    return {**shapes, "W": (modules, width, dim), "module_bias": (modules, width), "gain_raw": (modules,)}
+
+
+def _constructor_defaults(cls) -> dict:
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def build_monotone(config: dict) -> MonotoneGradientNet:
     """Rebuild a network from its ``config`` (as stored in a saved map)."""
-    config = dict(config)
-    kind = config.pop("model")
-    if kind not in MODELS:
-        raise ValueError(f"unknown monotone network {kind!r}")
-    return MODELS[kind](**config)
+    options = dict(config)
+    model = options.pop("model")
+    if model not in MODELS:
+        raise InputError(f"unknown monotone network {model!r}")
+    return MODELS[model](**options)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otmap_cli.weights import Number, NumberList
+
 
 def sinusoidal_embedding(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer-style Fourier features of a scalar per sample (shape [B] -> [B, dim])."""
@@ -51,6 +53,9 @@ class ResBlock(nn.Module):
 
 class TimeUNet(nn.Module):
     """U-Net F(x, c_noise) -> residual image; ``channels`` gives the width at each level."""
+
+    CONFIG_FIELDS = {"in_channels": Number(int, 1, 64), "channels": NumberList(Number(int, 1, 4096), 1, 8),
+                     "blocks": Number(int, 1, 16), "emb_dim": Number(int, 2, 8192)}
 
     def __init__(self, in_channels: int = 3, channels: tuple[int, ...] = (48, 96, 192), blocks: int = 2,
                  emb_dim: int = 128):

@@ -87,7 +87,7 @@ def make_physics(task: str, image_size: tuple[int, int], noise_sigma: float | No
     if task == "deblur":
         psf = blur_filter(deg.blur_sigma, deg.kernel, device)
         if max(psf.shape[-2:]) // 2 >= min(h, w):
-            raise InputError(f"a {h}x{w} image is too small for a {psf.shape[-1]}x{psf.shape[-2]} blur kernel")
+            raise InputError(f"a {w}x{h} image is too small for a {psf.shape[-1]}x{psf.shape[-2]} blur kernel")
         return dinv.physics.Blur(filter=psf, padding=PADDING, noise_model=noise, device=device)
     if task == "superres":
         if h % deg.scale or w % deg.scale or min(h, w) < 3 * deg.scale:

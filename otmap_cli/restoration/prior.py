@@ -20,7 +20,7 @@ from torch import nn
 
 from otmap_cli.device import inference_autocast
 from otmap_cli.nets.unet import TimeUNet
-from otmap_cli.weights import load_half, load_tensors, save_half, shipped_model
+from otmap_cli.weights import load_model, save_half, shipped_model
 
 MODEL_KIND = "flow-prior"
 PRIOR_FILE = "flow_natural.safetensors"  # the shipped prior, in models/
@@ -47,8 +47,12 @@ class FlowPrior(nn.Module):
         super().__init__()
         self.net = net
 
+    CONFIG_FIELDS = TimeUNet.CONFIG_FIELDS
+
     @classmethod
     def from_config(cls, config: dict) -> "FlowPrior":
+        """Build from a config; a config read from a file goes through ``weights.load_model`` with
+        ``CONFIG_FIELDS`` first (see :func:`load_prior`)."""
         return cls(TimeUNet(**config))
 
     @property
@@ -76,9 +80,10 @@ class FlowPrior(nn.Module):
 
 
 def load_prior(path, device: str = "cpu") -> FlowPrior:
-    """A flow prior file (written by :func:`export_prior`) on ``device``, in eval mode."""
-    tensors, meta = load_tensors(path, MODEL_KIND)
-    return load_half(FlowPrior.from_config(meta["config"]), tensors).to(device)
+    """A flow prior file (written by :func:`export_prior`) on ``device``, in eval mode; any other or
+    crafted file is an InputError, refused before anything is built (``weights.load_model``)."""
+    prior, _ = load_model(path, MODEL_KIND, FlowPrior.CONFIG_FIELDS, FlowPrior.from_config)
+    return prior.to(device)
 
 
 def default_prior(device: str = "cpu") -> FlowPrior:

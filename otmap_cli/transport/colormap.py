@@ -20,9 +20,9 @@ import torch
 from otmap_cli.choices import LUT_SIZES, one_of
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image
-from otmap_cli.nets.monotone import MonotoneGradientNet, build_monotone
+from otmap_cli.nets.monotone import MonotoneGradientNet, build_monotone, monotone_config_fields, monotone_shapes
 from otmap_cli.transport.lut import apply_lut, read_cube, sample_lut, write_cube
-from otmap_cli.weights import load_tensors, save_tensors
+from otmap_cli.weights import Number, load_model, save_tensors
 
 MAP_KIND = "colour-map"
 APPLY_LUT_SIZE = 65
@@ -67,19 +67,16 @@ class ColourMap:
         one_of(size, LUT_SIZES, "LUT size")
         write_cube(path, self.lut(size, strength), title=title)
 
-    def save(self, path: Path | str) -> None:
-        save_tensors(path, self.net.state_dict(), MAP_KIND, {"config": self.net.config, **self.info})
+    def save(self, path: Path | str, overwrite: bool = True) -> None:
+        save_tensors(path, self.net.state_dict(), MAP_KIND, {"config": self.net.config, **self.info}, overwrite)
 
     @classmethod
     def load(cls, path: Path | str) -> "ColourMap":
-        tensors, meta = load_tensors(path, MAP_KIND)
-        try:
-            net = build_monotone(meta["config"])
-            net.load_state_dict(tensors)
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{path}: corrupt colour map ({str(exc).splitlines()[0][:100]})") from None
-        if not all(torch.isfinite(p).all() for p in net.parameters()):
-            raise InputError(f"{path}: colour map holds non-finite weights")
+        """A map written by :meth:`save`; any other or crafted file is an InputError (bounded memory)."""
+        def fields(config: dict) -> dict:
+            return {**monotone_config_fields(config), "dim": Number(int, 3, 3)}  # colours are RGB
+
+        net, meta = load_model(path, MAP_KIND, fields, build_monotone, monotone_shapes)
         info = {k: v for k, v in meta.items() if k != "config"}
         return cls(net=net.eval(), info=info)
 

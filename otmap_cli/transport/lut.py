@@ -9,6 +9,8 @@ ffmpeg ``lut3d``, DaVinci Resolve and Photoshop.
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -51,39 +53,94 @@ def apply_lut(table: np.ndarray, rgb: np.ndarray, chunk: int = 1 << 20, out: np.
     return out.reshape(rgb.shape)
 
 
+def cube_title(text: str) -> str:
+    """``text`` as one TITLE line: newlines and other control characters would end the line early
+    and a double quote the string, and either makes the file unreadable to every reader."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split()).replace('"', "'")[:200]
+
+
 def write_cube(path: Path | str, table: np.ndarray, title: str = "otmap") -> None:
     size = table.shape[0]
-    header = [f'TITLE "{title[:200]}"', f"LUT_3D_SIZE {size}", "DOMAIN_MIN 0.0 0.0 0.0", "DOMAIN_MAX 1.0 1.0 1.0"]
+    header = [f'TITLE "{cube_title(title)}"', f"LUT_3D_SIZE {size}", "DOMAIN_MIN 0.0 0.0 0.0",
+              "DOMAIN_MAX 1.0 1.0 1.0"]
     body = "\n".join(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in table.reshape(-1, 3))
     with atomic_output(Path(path)) as tmp:
         tmp.write_text("\n".join(header) + "\n" + body + "\n")
 
 
+MAX_CUBE_SIZE = 129  # the largest table otmap writes; a 129^3 file is ~58 MB of text
+CUBE_VALUE_LIMIT = 64.0  # |entry| above this is no colour (scene-linear outputs of log LUTs stay far below)
+_BYTES_PER_ENTRY = 64  # generous: "-0.123456789 -0.123456789 -0.123456789" plus slack
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def read_cube(path: Path | str) -> np.ndarray:
-    """Read a 3-D .cube file back into a (size, size, size, 3) table indexed [b, g, r]."""
+    """Read a 3-D .cube file back into a (size, size, size, 3) float32 table indexed [b, g, r].
+
+    The header is read line by line, the entries in one pass by numpy (memory about twice the
+    file); sizes above ``MAX_CUBE_SIZE``, non-finite entries and entries beyond
+    ``CUBE_VALUE_LIMIT`` are refused, as they would turn pixels black or into garbage.
+    """
+    path = Path(path)
     size = None
-    rows: list[list[float]] = []
     domain_min, domain_max = [0.0] * 3, [1.0] * 3
     try:
-        for line in Path(path).read_text().splitlines():
-            line = line.strip()
-            if not line or line.startswith("#") or line.startswith("TITLE"):
-                continue
-            key, *values = line.split()
-            if key == "LUT_3D_SIZE":
-                size = int(values[0])
-            elif key == "DOMAIN_MIN":
-                domain_min = [float(v) for v in values]
-            elif key == "DOMAIN_MAX":
-                domain_max = [float(v) for v in values]
-            elif key == "LUT_1D_SIZE":
-                raise InputError(f"{path}: 1-D LUTs are not supported")
-            else:
-                rows.append([float(key), *map(float, values)])
+        with open(path, "rb") as handle:
+            while True:
+                start = handle.tell()
+                raw = handle.readline(4096)
+                if not raw:
+                    break
+                line = raw.decode("utf-8", "replace").strip()
+                if not line or line.startswith("#") or line.startswith("TITLE"):
+                    continue
+                key, *values = line.split()
+                if _is_number(key):  # first table entry: the header is over
+                    handle.seek(start)
+                    break
+                if key == "LUT_3D_SIZE":
+                    size = int(values[0])
+                    if not 2 <= size <= MAX_CUBE_SIZE:
+                        raise InputError(f"{path}: LUT_3D_SIZE {size} is not supported (2..{MAX_CUBE_SIZE})")
+                    limit = handle.tell() + size**3 * _BYTES_PER_ENTRY + (1 << 20)
+                    if path.stat().st_size > limit:
+                        raise InputError(f"{path}: far larger than a {size}^3 table; not a .cube file")
+                elif key == "DOMAIN_MIN":
+                    domain_min = [float(v) for v in values]
+                elif key == "DOMAIN_MAX":
+                    domain_max = [float(v) for v in values]
+                elif key == "LUT_1D_SIZE":
+                    raise InputError(f"{path}: 1-D LUTs are not supported")
+                # other keywords (LUT_IN_VIDEO_RANGE ...) do not change a 0..1 3-D table
+            if size is None:
+                raise InputError(f"{path}: malformed .cube file (no LUT_3D_SIZE before the table)")
+            body = handle.read()
     except (OSError, ValueError, IndexError) as exc:
-        raise InputError(f"{path}: not a readable .cube file ({exc})") from None
-    if size is None or len(rows) != size**3 or any(len(r) != 3 for r in rows):
-        raise InputError(f"{path}: malformed .cube file (size {size}, {len(rows)} entries)")
+        raise InputError(f"{path}: not a readable .cube file ({str(exc).splitlines()[0][:100]})") from None
     if domain_min != [0.0] * 3 or domain_max != [1.0] * 3:
         raise InputError(f"{path}: only DOMAIN 0..1 is supported")
-    return np.asarray(rows, dtype=np.float32).reshape(size, size, size, 3)
+    if b"#" in body:
+        body = re.sub(rb"#[^\n]*", b"", body)
+    lines = body.count(b"\n") + 1 - len(re.findall(rb"(?m)^[ \t\r]*$", body))  # non-blank lines
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy stops at text it cannot parse
+            values = np.fromstring(body, dtype=np.float64, sep=" ")
+    except ValueError:  # newer numpy raises instead
+        values = np.empty(0)
+    del body
+    if len(values) != 3 * size**3 or lines != size**3:
+        raise InputError(f"{path}: malformed .cube file (LUT_3D_SIZE {size} needs {size**3} lines of 3 values; "
+                         f"found {lines} lines, {len(values)} values)")
+    if not np.isfinite(values).all() or np.abs(values).max() > CUBE_VALUE_LIMIT:
+        bad = int((~np.isfinite(values) | (np.abs(np.nan_to_num(values, nan=np.inf)) > CUBE_VALUE_LIMIT)).sum())
+        raise InputError(f"{path}: {bad} table value(s) are not finite numbers within "
+                         f"-{CUBE_VALUE_LIMIT:g}..{CUBE_VALUE_LIMIT:g}")
+    return values.astype(np.float32).reshape(size, size, size, 3)
