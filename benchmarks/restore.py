@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -81,15 +82,15 @@ def degrade_for(task: str, clean: np.ndarray, seed: int):
 # ------------------------------------------------------------------------------------------ methods
 
 def pnp_flow(prior, solver: str = "pnp-flow"):
-    def run(task, y, mask, scale):
+    def run(task, y, mask, scale):  # the true noise level, as BM3D gets it
         return api.restore_rgb(y, task, mask=mask, scale=scale if task == "superres" else None, prior=prior,
-                               solver=solver)
+                               solver=solver, noise_sigma=resolve(task).noise_sigma)
     return run
 
 
 def mmse(prior):
     def run(task, y, mask, scale):
-        return api.restore_rgb(y, task, prior=prior, solver="mmse")
+        return api.restore_rgb(y, task, prior=prior, solver="mmse", noise_sigma=resolve(task).noise_sigma)
     return run
 
 
@@ -102,7 +103,7 @@ def _physics(task, y, mask, scale):
 def dpir(prior):
     def run(task, y, mask, scale):
         return api.restore_rgb(y, task, mask=mask, scale=scale if task == "superres" else None, prior=prior,
-                               solver="dpir")
+                               solver="dpir", noise_sigma=resolve(task).noise_sigma)
     return run
 
 
@@ -181,7 +182,7 @@ def main() -> None:
 
     prior = load_prior(args.weights, "cpu") if args.weights else default_prior("cpu")
     if args.steps:
-        restore_options.PNPFLOW_DEFAULTS.update({k: restore_options.Settings(args.steps, s.alpha, s.averages)
+        restore_options.PNPFLOW_DEFAULTS.update({k: replace(s, steps=args.steps)
                                                  for k, s in restore_options.PNPFLOW_DEFAULTS.items()})
     args.out.mkdir(parents=True, exist_ok=True)
     if args.timing:

@@ -19,6 +19,7 @@ import torch
 
 from otmap_cli.io import list_images, read_image
 from otmap_cli.restoration import api
+from otmap_cli.restoration.options import resolve
 
 from restore import SHARED, TASKS, centre_crop, degrade_for
 
@@ -31,6 +32,17 @@ GRID = {  # the paper's CelebA value of each task and its neighbours
 }
 
 
+def held_out_setup(args):
+    """(prior, paths, crops): the prior (--weights, else shipped) on --threads threads, and --crop centre crops
+    of the first --images of the 6 held-out train_natural photos."""
+    from otmap_cli.restoration.prior import default_prior, load_prior
+
+    torch.set_num_threads(args.threads)
+    prior = load_prior(args.weights, "cpu") if args.weights else default_prior("cpu")
+    held_out = list_images(SHARED / "train_natural")[-6:][:args.images]
+    return prior, held_out, [centre_crop(read_image(p).rgb, args.crop) for p in held_out]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=3, help="how many of the 6 held-out training images")
@@ -41,12 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from otmap_cli.restoration.prior import default_prior, load_prior
-
-    prior = load_prior(args.weights, "cpu") if args.weights else default_prior("cpu")
-    held_out = list_images(SHARED / "train_natural")[-6:][:args.images]
-    clean = [centre_crop(read_image(p).rgb, args.crop) for p in held_out]
+    prior, held_out, clean = held_out_setup(args)
     steps = [int(n) for n in args.steps.split(",")]
     report = {}
     for task in args.tasks.split(","):
@@ -57,7 +64,7 @@ def main() -> None:
                 for index, ref in enumerate(clean):
                     otmap_task, y, mask, scale = degrade_for(task, ref, seed=index)
                     out = api.restore_rgb(y, otmap_task, mask=mask, scale=scale if scale > 1 else None, steps=n,
-                                          alpha=alpha, prior=prior)
+                                          alpha=alpha, prior=prior, noise_sigma=resolve(otmap_task).noise_sigma)
                     scores.append(api.quality(out, ref[:out.shape[0], :out.shape[1]])["psnr"])
                 rows.append({"steps": n, "alpha": alpha, "psnr": round(sum(scores) / len(scores), 3)})
                 print(f"{task:15s} N={n:4d} alpha={alpha:<5} {rows[-1]['psnr']:.2f} dB", flush=True)

@@ -141,16 +141,22 @@ def console():
 
 
 @contextmanager
-def progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields ``update(done, total)``."""
+def progress(label: str) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields ``update(done, total, phase="")`` (the phase follows the label).
+
+    Only on a terminal: in a pipe or a log file a live bar leaves stray blank lines and control codes."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    stderr = console()
+    if not stderr.is_terminal:
+        yield lambda done, total, phase="": None
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console(), transient=True) as bar:
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True) as bar:
         task = bar.add_task(label, total=None)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(done: int, total: int, phase: str = "") -> None:
+            bar.update(task, completed=done, total=total, description=f"{label} · {phase}" if phase else label)
 
         yield update
 

@@ -11,7 +11,7 @@ import typer
 
 from otmap_cli.choices import SOLVERS, TASKS, choice_enum
 from otmap_cli.cli.common import (DEVICE, FORCE, MAX_PIXELS, Batch, check_output, grouped, plan_outputs, progress, require_files,
-                                  result, run_batch, select_shard, wrote)
+                                  result, run_batch, say, select_shard, wrote)
 from otmap_cli.errors import InputError
 
 Task = choice_enum("Task", TASKS)
@@ -24,8 +24,8 @@ class ForwardModel:
 
     task: Task = typer.Option(..., "--task", help="denoise | deblur | superres | inpaint.")
     noise_sigma: Optional[str] = typer.Option(None, "--noise-sigma", metavar="SIGMA", help="Noise std in [0,1] "
-                                              "pixel units (a fraction such as 25/255 is accepted; default per "
-                                              "task).")
+                                              "pixel units (a fraction such as 25/255 is accepted; default: "
+                                              "estimated from each image, and printed).")
     blur_sigma: Optional[str] = typer.Option(None, "--blur-sigma", metavar="PIXELS", help="Gaussian blur std in "
                                              "pixels, at most 100 (deblur).")
     kernel: Optional[Path] = typer.Option(None, "--kernel", help="Blur kernel (PSF) as PNG or NPY (deblur).")
@@ -92,22 +92,28 @@ def restore(
 
     dev = resolve_device(device.value)
     psf = model.load_kernel()
-    prior = load_prior(weights, dev) if weights is not None else default_prior(dev)
+    with progress("loading model"):
+        prior = load_prior(weights, dev) if weights is not None else default_prior(dev)
     clean = read_image(reference, batch.max_pixels) if reference is not None else None
 
     def work(source: Path) -> dict:
         start = time.time()
         image = read_image(source, batch.max_pixels)
         pixel_mask = api.read_mask(mask, image.size) if mask is not None else None
+        sigma, sigma_source = degradation.noise_sigma, "given"
+        if model.noise_sigma is None:
+            with progress("estimating the noise level"):
+                sigma, sigma_source = api.noise_level(image.rgb, task, pixel_mask)
+            say(f"noise sigma {sigma:.4f} ({255 * sigma:.1f}/255, {sigma_source})")
         with progress(f"restoring {image.name} ({task})") as update:
-            restored = api.restore_image(image, task, noise_sigma=degradation.noise_sigma,
+            restored = api.restore_image(image, task, noise_sigma=sigma,
                                          blur_sigma=model.blur_sigma, kernel=psf, scale=model.scale,
                                          mask=pixel_mask, steps=iteration.steps, averages=iteration.averages,
                                          alpha=iteration.alpha, seed=seed, device=dev, prior=prior,
                                          progress=update, solver=solver.value)
         write_image(restored, plan.outputs[source], overwrite=batch.force)
         record = {"output": str(plan.outputs[source]), "solver": solver_used,
-                  "noise_sigma": degradation.noise_sigma, "seconds": round(time.time() - start, 3)}
+                  "noise_sigma": sigma, "noise_sigma_source": sigma_source, "seconds": round(time.time() - start, 3)}
         if clean is not None:
             record.update(api.quality(restored, clean))
             if not batch.as_json:

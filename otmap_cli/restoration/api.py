@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,11 +19,21 @@ from otmap_cli.errors import InputError
 from otmap_cli.io import Image, read_image
 from otmap_cli.restoration import pnpflow, tiles
 from otmap_cli.restoration.options import RestoreOptions, resolve
-from otmap_cli.restoration.physics import blur_filter, degrade, make_physics, mask_tensor, to_array, to_tensor
+from otmap_cli.restoration.physics import (blur_filter, degrade, estimate_noise_sigma, make_physics, mask_tensor,
+                                           to_array, to_tensor)
 from otmap_cli.restoration.pnpflow import Denoiser, Progress
 from otmap_cli.restoration.prior import AsDeepinvDenoiser, default_prior
 
 SR_REACH = 2  # the bicubic filter reaches 2 low-resolution pixels (4 * scale taps)
+DPIR_ITERATIONS = 8  # deepinv's get_DPIR_params: one denoiser pass per iteration
+# Conjugate-gradient iterations of DPIR's data prox (reflect-padded blur and bicubic down-sampling have
+# no closed form): deepinv's 50 dominate a large image; 10 lose nothing (docs/decisions.md).
+DPIR_CG_ITERATIONS = 10
+ENSEMBLE = 4  # views averaged by the mmse solver: most of the x8 gain at half the cost (docs/decisions.md)
+# Tile side (output pixels) per solver; images up to side^2 pixels are solved whole (tiles.py).
+# A 1024^2 pass of the prior peaks at +280 MB: the few-pass solvers take such tiles, which waste
+# less on overlaps than 512^2 ones (a 1000^2 image: 1 tile instead of 9 of 366^2, 1.2x the pixels).
+TILE_SIDE = {"pnp-flow": tiles.TILE, "dpir": 1024, "mmse": 1024}
 
 
 def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -38,6 +49,19 @@ def mask_to_image(mask: np.ndarray) -> Image:
     return Image(rgb=np.repeat(np.asarray(mask, dtype=np.float32)[..., None], 3, axis=2), name="mask")
 
 
+def noise_level(rgb: np.ndarray, task: str, mask: np.ndarray | None = None) -> tuple[float, str]:
+    """The noise std to restore ``rgb`` with when the user gives none: (sigma, "estimated" or "default").
+
+    Estimated from the image (:func:`~otmap_cli.restoration.physics.estimate_noise_sigma`); for inpainting
+    only from patches without missing pixels, and the task's default when there are too few of them
+    (random holes leave almost none).
+    """
+    sigma = estimate_noise_sigma(rgb, mask if task == "inpaint" else None)
+    if sigma is None:
+        return resolve(task).noise_sigma, "default"
+    return sigma, "estimated"
+
+
 def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None, blur_sigma: float | None = None,
                 kernel: np.ndarray | None = None, scale: int | None = None, mask: np.ndarray | None = None,
                 steps: int | None = None, averages: int | None = None, alpha: float | None = None, seed: int = 0,
@@ -45,63 +69,87 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
                 solver: str = "auto") -> np.ndarray:
     """Restoration of an (h, w, 3) array in [0, 1]; superres returns (scale h, scale w, 3). Clipped to [0, 1].
 
-    ``solver`` (all three use the same flow prior):
+    ``noise_sigma`` None: estimated from ``rgb`` (:func:`noise_level`). ``solver`` (all three use the
+    same flow prior):
 
     * "pnp-flow": PnP-Flow (:mod:`~otmap_cli.restoration.pnpflow`);
     * "mmse" (denoising only): the prior as the minimum-mean-square-error denoiser at the given
       noise level, D_t(t y) with t = 1 / (1 + sigma) (the x1-prediction of Martin et al. 2025,
-      read as Tweedie's formula), averaged over the 8 flips and quarter turns of the image;
+      read as Tweedie's formula), averaged over :data:`ENSEMBLE` flips and quarter turns of the image;
     * "dpir": deepinv's DPIR (half-quadratic splitting) with the prior as its denoiser;
     * "auto" (the default): the one measured best for the task, :data:`~otmap_cli.choices.AUTO_SOLVER`.
-    For PnP-Flow ``noise_sigma`` is validated but does not change the result: its iteration is
-    free of sigma (see :mod:`~otmap_cli.restoration.pnpflow`); the noise level acts through alpha.
+    ``progress(done, total, phase)`` is called after every network pass, with phase like "tile 2/4 · step 7/100".
     """
     options = RestoreOptions(task, noise_sigma, blur_sigma, kernel, scale, steps, averages, alpha, solver)
     deg, settings, solver = options.validate(has_mask=mask is not None)
     h, w = rgb.shape[:2]
     reach = 0  # how far (in pixels of y) the operator spreads a pixel, for the tile margins
     if task == "inpaint":
-        mask_tensor(mask, (h, w))  # checks the size before any work
+        mask_tensor(mask, (h, w))  # checks the size
     elif task == "deblur":
         reach = max(blur_filter(deg.blur_sigma, deg.kernel).shape[-2:]) // 2
     elif task == "superres":
         reach = SR_REACH
+    if noise_sigma is None:
+        deg = replace(deg, noise_sigma=noise_level(rgb, task, mask)[0])
     if prior is None:
         prior = default_prior(device)
     y = to_tensor(rgb)
     generator = torch.Generator(device).manual_seed(seed)
+    stages, per_step = {"pnp-flow": (settings.steps, settings.averages), "dpir": (DPIR_ITERATIONS, 1),
+                        "mmse": (ENSEMBLE, 1)}[solver]
+    unit = "view" if solver == "mmse" else "step"
 
     def solve(box: tiles.Box, index: int, count: int) -> torch.Tensor:
         r0, r1, c0, c1 = box
+
+        def tick(passes: int) -> None:
+            if progress is not None:
+                done = min(-(-passes // per_step), stages)
+                where = f"tile {index + 1}/{count} · " if count > 1 else ""
+                progress(index * stages + done, count * stages, f"{where}{unit} {done}/{stages}")
+
+        tile = y[..., r0:r1, c0:c1].to(device)
+        counted = _Counting(prior, tick)
+        if solver == "mmse":  # one denoising; no forward model, so no deepinv import
+            return AsDeepinvDenoiser(counted, ensemble=ENSEMBLE)(tile, deg.noise_sigma)
         physics = make_physics(task, (deg.scale * (r1 - r0), deg.scale * (c1 - c0)), deg.noise_sigma,
                                deg.blur_sigma, deg.kernel, deg.scale,
                                None if mask is None else mask[r0:r1, c0:c1], device)
-        tick = None if progress is None else (lambda n, total: progress(index * total + n, count * total))
-        tile = y[..., r0:r1, c0:c1].to(device)
         if solver == "pnp-flow":
-            return pnpflow.solve(tile, physics, prior, settings, generator=generator, progress=tick)
-        if solver == "dpir":
-            clean = _dpir(tile, physics, prior, deg.noise_sigma, device)
-        else:  # mmse: one denoising, averaged over the 8 flips and quarter turns
-            clean = AsDeepinvDenoiser(prior, ensemble=True)(tile, deg.noise_sigma)
-        if tick is not None:
-            tick(1, 1)
-        return clean
+            return pnpflow.solve(tile, physics, counted, settings, generator=generator, noise_sigma=deg.noise_sigma)
+        return _dpir(tile, physics, counted, deg.noise_sigma, device)
 
-    out = to_array(tiles.tiled(y, deg.scale, reach + tiles.NET_MARGIN, solve)).clip(0, 1)
+    with torch.inference_mode():
+        side = TILE_SIDE[solver]
+        out = to_array(tiles.tiled(y, deg.scale, reach + tiles.NET_MARGIN, solve, tile_pixels=side * side,
+                                   tile=side)).clip(0, 1)
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
         out[:] = out.mean(axis=2, keepdims=True)  # grey in, grey out
     return out
 
 
+class _Counting:
+    """The prior, calling ``tick(n)`` after its n-th pass of a solve (for progress; one pass = one step)."""
+
+    def __init__(self, prior: Denoiser, tick: Callable[[int], None]):
+        self.prior, self.tick, self.passes = prior, tick, 0
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = self.prior(x_t, t)
+        self.passes += 1
+        self.tick(self.passes)
+        return out
+
+
 def _dpir(y: torch.Tensor, physics, prior, noise_sigma: float, device: str) -> torch.Tensor:
-    """deepinv's DPIR (half-quadratic splitting, 8 iterations, Zhang et al. TPAMI 2021) with our prior as
-    its denoiser: the same network as PnP-Flow, another algorithm."""
+    """deepinv's DPIR (half-quadratic splitting, :data:`DPIR_ITERATIONS` iterations, Zhang et al. TPAMI
+    2021) with our prior as its denoiser: the same network as PnP-Flow, another algorithm."""
     import deepinv as dinv
 
     model = dinv.optim.DPIR(sigma=max(noise_sigma, 1e-3), denoiser=AsDeepinvDenoiser(prior), device=device)
-    with torch.no_grad():
-        return model(y, physics)
+    physics.set_ls_solver("CG", max_iter=DPIR_CG_ITERATIONS)
+    return model(y, physics)
 
 
 def _resize_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:

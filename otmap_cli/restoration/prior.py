@@ -71,8 +71,11 @@ class FlowPrior(nn.Module):
             t = t.expand(x_t.shape[0])
         in_s, skip_s, out_s, c_noise = (c.view(-1, 1, 1, 1) for c in _coefficients(t))
         precision = contextlib.nullcontext() if self.training else inference_autocast(x_t.device.type)
+        net_input = x_t * in_s
+        if not self.training:  # oneDNN's fast convolutions want NHWC (see load_prior)
+            net_input = net_input.contiguous(memory_format=torch.channels_last)
         with precision:
-            residual = self.net(x_t * in_s, c_noise.view(-1))
+            residual = self.net(net_input, c_noise.view(-1))
         return skip_s * x_t + out_s * residual.to(x_t.dtype)
 
     def denoise(self, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -80,10 +83,11 @@ class FlowPrior(nn.Module):
 
 
 def load_prior(path, device: str = "cpu") -> FlowPrior:
-    """A flow prior file (written by :func:`export_prior`) on ``device``, in eval mode; any other or
-    crafted file is an InputError, refused before anything is built (``weights.load_model``)."""
+    """A flow prior file (written by :func:`export_prior`) on ``device``, in eval mode, weights in channels-last
+    layout (with channels-last inputs, oneDNN's bfloat16 convolutions run much faster on CPU; docs/decisions.md).
+    Any other or crafted file is an InputError, refused before anything is built (``weights.load_model``)."""
     prior, _ = load_model(path, MODEL_KIND, FlowPrior.CONFIG_FIELDS, FlowPrior.from_config)
-    return prior.to(device)
+    return prior.to(device, memory_format=torch.channels_last)
 
 
 def default_prior(device: str = "cpu") -> FlowPrior:
@@ -96,34 +100,38 @@ def export_prior(ema: FlowPrior, out, meta: dict) -> None:
     save_half(out, ema, MODEL_KIND, meta)
 
 
-def mmse_denoise(prior, noisy: torch.Tensor, sigma: float, ensemble: bool = False) -> torch.Tensor:
+def mmse_denoise(prior, noisy: torch.Tensor, sigma: float, ensemble: int = 1) -> torch.Tensor:
     """MMSE Gaussian denoiser for images in [-1, 1] with noise std ``sigma``, from any x1-predictor
     ``prior(x_t, t)``: y = x1 + sigma eps is x_t / t at t = 1 / (1 + sigma), so E[x1 | y] = D_t(t y).
 
-    ``ensemble`` averages the estimate over the 8 flips and quarter turns of the image (the "x8"
-    self-ensemble of Timofte, Rothe, Van Gool, CVPR 2016): the exact posterior mean is invariant to
-    them, a learned one only nearly, and the average removes part of its error.
+    ``ensemble`` (1, 2, 4 or 8) averages the estimate over that many of the 8 flips and quarter turns
+    of the image (the "x8" self-ensemble of Timofte, Rothe, Van Gool, CVPR 2016): the exact posterior
+    mean is invariant to them, a learned one only nearly, and the average removes part of its error.
+    The first views are the identity, the half turn and the two mirror images.
     """
+    if ensemble not in VIEWS:
+        raise ValueError(f"ensemble must be one of {sorted(VIEWS)}, got {ensemble}")
     t = torch.full((noisy.shape[0],), 1.0 / (1.0 + sigma), device=noisy.device, dtype=noisy.dtype)
     x_t = noisy * t.view(-1, 1, 1, 1)
-    if not ensemble:
-        return prior(x_t, t)
     total = torch.zeros_like(noisy)
-    for turns in range(4):
-        for flip in (False, True):
-            view = torch.rot90(x_t, turns, (2, 3))
-            view = view.flip(3) if flip else view
-            estimate = prior(view, t)
-            estimate = estimate.flip(3) if flip else estimate
-            total += torch.rot90(estimate, -turns, (2, 3))
-    return total / 8
+    for turns, flip in VIEWS[ensemble]:
+        view = torch.rot90(x_t, turns, (2, 3))
+        view = view.flip(3) if flip else view
+        estimate = prior(view, t)
+        estimate = estimate.flip(3) if flip else estimate
+        total += torch.rot90(estimate, -turns, (2, 3))
+    return total / ensemble
+
+
+_ALL_VIEWS = ((0, False), (2, False), (0, True), (2, True), (1, False), (3, False), (1, True), (3, True))
+VIEWS = {n: _ALL_VIEWS[:n] for n in (1, 2, 4, 8)}  # (quarter turns, mirror) of each view
 
 
 class AsDeepinvDenoiser(nn.Module):
     """Any x1-predictor as an MMSE denoiser in deepinv's interface (x in [0, 1], noise std sigma in
     [0, 1] units): for ``otmap restore --solver mmse`` and deepinv's plug-and-play algorithms (DPIR)."""
 
-    def __init__(self, prior, ensemble: bool = False):
+    def __init__(self, prior, ensemble: int = 1):
         super().__init__()
         self.prior, self.ensemble = prior, ensemble
 

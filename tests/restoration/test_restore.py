@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from conftest import natural_crop, shipped_prior, tiny_prior
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image
 from otmap_cli.restoration import api, physics, pnpflow, tiles
+from otmap_cli.restoration.options import PNPFLOW_DEFAULTS, Settings, settings_for
 
 torch.set_num_threads(1)
 
@@ -159,19 +161,23 @@ def gaussian_prior(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return MEAN + t * STD**2 / (t**2 * STD**2 + (1 - t) ** 2) * (x - t * MEAN)
 
 
-def predicted_mse(noise: float, alpha: float, steps: int, observed: bool = True) -> float:
+def predicted_mse(noise: float, settings: Settings, observed: bool = True) -> float:
     """Expected per-pixel squared error of PnP-Flow with :func:`gaussian_prior` (H = I or H = 0), in [0, 1] units.
 
     Everything is linear: x_n = a x1 + b n' + e with independent e of variance v, y = x1 + n', n' ~ N(0, noise^2).
+    m gradient steps of size gamma on 1/2 ||x - y||^2 move x by the fraction 1 - (1 - gamma)^m towards y.
     """
     s2 = STD**2
     a = b = v = 0.0
-    for n in range(steps):
-        t = n / steps
-        gamma = (1 - t) ** alpha if observed else 0.0
+    for n, t in enumerate(pnpflow.times(settings)):
+        gamma = 1 - (1 - (1 - n / settings.steps) ** settings.alpha) ** settings.data_steps if observed else 0.0
         c = t * s2 / (t * t * s2 + (1 - t) ** 2)
         a, b = c * t * ((1 - gamma) * a + gamma), c * t * ((1 - gamma) * b + gamma)
-        v = (c * t * (1 - gamma)) ** 2 * v + (c * (1 - t)) ** 2
+        v = (c * t * (1 - gamma)) ** 2 * v + (c * (1 - t)) ** 2 / settings.averages
+    if settings.final_step:  # z = y where observed (x elsewhere), then D_t(t z), t = 1 / (1 + noise), no re-noising
+        t = 1 / (1 + noise)
+        ct = t * t * s2 / (t * t * s2 + (1 - t) ** 2)
+        a, b, v = (ct, ct, 0.0) if observed else (ct * a, ct * b, ct * ct * v)
     return ((a - 1) ** 2 * s2 + b * b * noise * noise + v) / 4
 
 
@@ -188,7 +194,7 @@ def test_pnpflow_denoising_with_exact_gaussian_prior():
     out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, alpha=alpha, steps=steps, prior=gaussian_prior,
                           solver="pnp-flow")
     mse = float(np.mean((out - clean) ** 2))
-    assert mse == pytest.approx(predicted_mse(2 * sigma, alpha, steps), rel=0.05)
+    assert mse == pytest.approx(predicted_mse(2 * sigma, settings_for("denoise", steps, alpha)), rel=0.05)
     mmse = STD**2 * (2 * sigma) ** 2 / (STD**2 + (2 * sigma) ** 2) / 4
     assert psnr(out, clean) > psnr(noisy, clean) + 2.0  # 2.5 dB predicted
     assert mse > 0.95 * mmse  # cannot beat the posterior mean
@@ -202,7 +208,21 @@ def test_mmse_solver_is_the_posterior_mean():
     out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, prior=gaussian_prior, solver="mmse")
     mmse = STD**2 * (2 * sigma) ** 2 / (STD**2 + (2 * sigma) ** 2) / 4
     assert float(np.mean((out - clean) ** 2)) == pytest.approx(mmse, rel=0.05)
-    assert float(np.mean((out - clean) ** 2)) < predicted_mse(2 * sigma, 0.8, 100)
+    assert float(np.mean((out - clean) ** 2)) < predicted_mse(2 * sigma, settings_for("denoise", 100, 0.8))
+
+
+@pytest.mark.parametrize("variant", [{"time_power": 2.0}, {"data_steps": 3}, {"final_step": True},
+                                     {"time_power": 1.5, "data_steps": 2, "final_step": True, "averages": 2}])
+def test_pnpflow_variants_match_their_closed_form(monkeypatch, variant):
+    """The time schedule, extra data steps, K draws and the final step do what the closed form says."""
+    clean = gaussian_image(64, 0)
+    sigma = 0.1
+    settings = Settings(steps=40, alpha=0.5, averages=1)
+    settings = replace(settings, **variant)
+    monkeypatch.setitem(PNPFLOW_DEFAULTS, "denoise", settings)
+    noisy, _ = physics.degrade(clean, "denoise", noise_sigma=sigma, seed=1)
+    out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, prior=gaussian_prior, solver="pnp-flow")
+    assert float(np.mean((out - clean) ** 2)) == pytest.approx(predicted_mse(2 * sigma, settings), rel=0.05)
 
 
 def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
@@ -211,8 +231,9 @@ def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
     out = api.restore_rgb(y, "inpaint", mask=mask, noise_sigma=0.0, alpha=0.01, prior=gaussian_prior)
     kept, missing = mask > 0, mask == 0
     err = (out - clean) ** 2
-    assert float(err[kept].mean()) == pytest.approx(predicted_mse(0.0, 0.01, 100), rel=0.1, abs=1e-6)
-    assert float(err[missing].mean()) == pytest.approx(predicted_mse(0.0, 0.01, 100, observed=False), rel=0.1)
+    settings = settings_for("inpaint", 100, 0.01)
+    assert float(err[kept].mean()) == pytest.approx(predicted_mse(0.0, settings), rel=0.1, abs=1e-6)
+    assert float(err[missing].mean()) == pytest.approx(predicted_mse(0.0, settings, observed=False), rel=0.1)
     assert abs(float(out[missing].mean()) - 0.5) < 0.01  # filled with the prior mean on average
 
 
@@ -220,8 +241,8 @@ def test_progress_and_seed():
     clean = gaussian_image(16, 3)
     calls = []
     first = api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5, solver="pnp-flow",
-                            progress=lambda n, total: calls.append((n, total)))
-    assert calls == [(n, 7) for n in range(1, 8)]
+                            progress=lambda n, total, phase: calls.append((n, total, phase)))
+    assert calls == [(n, 7, f"step {n}/7") for n in range(1, 8)]
     np.testing.assert_array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5,
                                                          solver="pnp-flow"))
     assert not np.array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=6))
@@ -273,16 +294,16 @@ def test_tiles_blend_to_the_untiled_result(scale):
 def test_restore_by_tiles(monkeypatch):
     """Above the threshold restore runs per tile with tile-local physics; progress spans all tiles."""
     real = tiles.tiled
-    monkeypatch.setattr(tiles, "tiled", lambda *a, **k: real(*a, **k, tile_pixels=40 * 40, tile=48))
+    monkeypatch.setattr(tiles, "tiled", lambda *a, **k: real(*a, **{**k, "tile_pixels": 40 * 40, "tile": 48}))
     monkeypatch.setattr(tiles, "NET_MARGIN", 2)
     calls = []
     clean = natural_crop(96)[:90, :70]
     y, _ = physics.degrade(clean, "deblur", blur_sigma=1.0, noise_sigma=0.01)
-    out = api.restore_rgb(y, "deblur", blur_sigma=1.0, steps=2, prior=tiny_prior(),
-                          progress=lambda n, total: calls.append((n, total)))
+    out = api.restore_rgb(y, "deblur", blur_sigma=1.0, steps=2, prior=tiny_prior(), solver="pnp-flow",
+                          progress=lambda n, total, phase: calls.append((n, total, phase)))
     assert out.shape == clean.shape
     count = calls[-1][1] // 2
-    assert count > 1 and calls[-1] == (2 * count, 2 * count)
+    assert count > 1 and calls[-1] == (2 * count, 2 * count, f"tile {count}/{count} · step 2/2")
 
 
 # --- metrics and the shipped prior ---------------------------------------------------------------
