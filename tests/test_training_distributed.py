@@ -1,4 +1,4 @@
-"""Training under torchrun: 2 CPU processes (gloo) of the flow and Brenier trainers, then a resume by 1.
+"""Training under torchrun: 2 CPU processes (gloo) of the flow and Brenier trainers; resumes from and to 1.
 
 One ``python -m torch.distributed.run --nproc_per_node 2`` launch runs this file as its worker
 (the ``__main__`` part below): it checks that DDP's averaged gradients equal the mean of the
@@ -105,6 +105,9 @@ def _worker(out: Path, flow_data: Path, mnist: Path) -> None:
 
     flow = FlowTrainer(FlowTrainConfig(max_steps=FLOW_STEPS, **flow_settings(flow_data, out / "flow")))
     run(flow, "flow", flow.prior)
+    flow = FlowTrainer(FlowTrainConfig(max_steps=FLOW_STEPS + 2, resume=True,
+                                       **flow_settings(flow_data, out / "flow_1to2")))  # a 1-process checkpoint
+    run(flow, "flow_1to2", flow.prior)
     brenier = BrenierTrainer(BrenierTrainConfig(data=mnist, run_dir=out / "brenier", max_steps=BRENIER_STEPS,
                                                 **TINY_BRENIER))
     run(brenier, "brenier", brenier.generator)
@@ -133,6 +136,9 @@ def two_ranks(tmp_path_factory, mnist_dir):
     rng = np.random.default_rng(0)
     for i in range(4):
         PILImage.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    from otmap_cli.restoration.train import FlowTrainConfig, train_flow
+
+    train_flow(FlowTrainConfig(max_steps=FLOW_STEPS, **flow_settings(data, out / "flow_1to2")), log=lambda line: None)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            __file__, str(out), str(data), str(mnist_dir)],
@@ -191,6 +197,22 @@ def test_only_rank_zero_writes_and_one_process_resumes_the_two_rank_flow_run(two
     assert any("resumed" in line and f"step {FLOW_STEPS}" in line for line in lines)
     assert [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [
         FLOW_STEPS, FLOW_STEPS + 2]
+
+
+def test_two_ranks_resume_a_one_process_flow_run(two_ranks):
+    from safetensors.torch import load_file
+
+    from otmap_cli.weights import load_tensors
+
+    out, _ = two_ranks
+    run_dir = out / "flow_1to2"
+    assert [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [
+        FLOW_STEPS, FLOW_STEPS + 2]
+    assert [len(_report(out, rank)["flow_1to2_losses"]) for rank in (0, 1)] == [2, 2]
+    weights = [load_file(str(out / f"flow_1to2_rank{rank}.safetensors")) for rank in (0, 1)]
+    tensors, meta = load_tensors(run_dir / "checkpoint.safetensors", "flow-checkpoint")
+    assert meta["step"] == FLOW_STEPS + 2
+    assert all(torch.equal(weights[0][k], v) and torch.equal(tensors[f"model.{k}"], v) for k, v in weights[1].items())
 
 
 def test_one_process_resumes_the_two_rank_brenier_run(two_ranks, mnist_dir):
