@@ -166,9 +166,9 @@ class Trainer:
 
     def wrap(self, module: nn.Module, method: str = "forward") -> Callable:
         """``module.<method>`` for the losses that are backpropagated: under torchrun through DDP
-        (which averages the gradients of the replicas), in one process the method itself."""
+        (which averages the gradients of the replicas), in one process the module (or method) itself."""
         if self.world_size == 1:
-            return getattr(module, method)
+            return module if method == "forward" else getattr(module, method)
         from torch.nn.parallel import DistributedDataParallel
 
         target = module if method == "forward" else _MethodAsForward(module, method)
