@@ -111,6 +111,19 @@ def _worker(out: Path, flow_data: Path, mnist: Path) -> None:
     brenier = BrenierTrainer(BrenierTrainConfig(data=mnist, run_dir=out / "brenier", max_steps=BRENIER_STEPS,
                                                 **TINY_BRENIER))
     run(brenier, "brenier", brenier.generator)
+
+    flow = FlowTrainer(FlowTrainConfig(max_steps=3, **{**flow_settings(flow_data, out / "flow_rollback"),
+                                                       "checkpoint_minutes": 0}))  # a checkpoint every step
+    checkpoint = flow.checkpoint
+
+    def diverge_once(final: bool) -> None:  # the checkpoint at step 2 sees a drop of ~1000 dB and rolls back
+        checkpoint(final)
+        if flow.step == 1 and flow.lr_scale == 1.0:
+            flow.best = 1000.0
+
+    flow.checkpoint = diverge_once
+    run(flow, "flow_rollback", flow.prior)
+    report["flow_rollback_lr_scale"] = flow.lr_scale
     (out / f"report_rank{rank}.json").write_text(json.dumps(report))
     dist.destroy_process_group()
 
@@ -213,6 +226,21 @@ def test_two_ranks_resume_a_one_process_flow_run(two_ranks):
     tensors, meta = load_tensors(run_dir / "checkpoint.safetensors", "flow-checkpoint")
     assert meta["step"] == FLOW_STEPS + 2
     assert all(torch.equal(weights[0][k], v) and torch.equal(tensors[f"model.{k}"], v) for k, v in weights[1].items())
+
+
+def test_a_roll_back_on_divergence_happens_on_every_rank(two_ranks):
+    from safetensors.torch import load_file
+
+    out, _ = two_ranks
+    log = [json.loads(line) for line in (out / "flow_rollback" / "log.jsonl").read_text().splitlines()]
+    assert [(record["step"], record.get("rolled_back_to")) for record in log] == [  # (3: periodic, then final)
+        (1, None), (2, 1), (2, None), (3, None), (3, None)]
+    reports = [_report(out, rank) for rank in (0, 1)]
+    assert [r["flow_rollback_lr_scale"] for r in reports] == [0.5, 0.5]
+    losses = [[stats["loss"] for stats in r["flow_rollback_losses"]] for r in reports]
+    assert losses[0][2] == losses[0][1]  # rank 0 replays step 2 from the restored weights and data stream
+    weights = [load_file(str(out / f"flow_rollback_rank{rank}.safetensors")) for rank in (0, 1)]
+    assert all(torch.equal(weights[0][k], v) for k, v in weights[1].items())
 
 
 def test_one_process_resumes_the_two_rank_brenier_run(two_ranks, mnist_dir):
