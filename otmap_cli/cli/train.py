@@ -85,7 +85,10 @@ def flow(
     checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes"),
     *, run: Run,
 ):
-    """Train the flow-matching prior used by 'otmap restore' (resumable; checkpoints every ~10 min)."""
+    """Train the flow-matching prior used by 'otmap restore' (resumable; checkpoints every ~10 min).
+
+    Under 'torchrun --nproc_per_node N -m otmap_cli train flow ...' it trains on N processes
+    (DistributedDataParallel; docs/large_jobs.md)."""
     require_folder(data)
     try:
         widths = tuple(int(c) for c in channels.split(","))
@@ -108,7 +111,10 @@ def brenier(
                                          "baseline: icnn, dcgan, cmgn."),
     *, run: Run, tuning: BrenierTuning,
 ):
-    """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min)."""
+    """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min).
+
+    Under 'torchrun --nproc_per_node N -m otmap_cli train brenier ...' it trains on N processes
+    (DistributedDataParallel; docs/large_jobs.md)."""
     require_folder(data)
     overrides = tuning.config(model.value)
     from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier

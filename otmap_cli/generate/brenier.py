@@ -133,19 +133,22 @@ class BrenierTrainer(Trainer):
 
     def __init__(self, cfg: BrenierTrainConfig, log: Callable[[str], None] = print):
         super().__init__(cfg, log)
+        cfg = self.cfg  # on this rank's device
         images, _ = load_mnist(cfg.data, "train")
         n_held = min(VALIDATION_IMAGES, len(images) // 10)
         self.images, self.held_out = images[:-n_held], images[-n_held:]
-        self.generator = _new_generator(cfg, self.images, log)
+        self.generator = _new_generator(cfg, self.images, self.log)
         self.ema = ema_copy(self.generator)
         self.discriminator = Discriminator().to(cfg.device)
+        # The losses go through DDP; the Lanczos search, the EMA and the discriminator's judgement
+        # in the generator loss (its weights frozen there) use the modules themselves.
+        self.generator_ddp, self.discriminator_ddp = self.wrap(self.generator), self.wrap(self.discriminator)
         affine = [p for name, p in self.generator.named_parameters() if name in ("V", "bias")]
         rest = [p for name, p in self.generator.named_parameters() if name not in ("V", "bias")]
         betas = (0.5, 0.999)  # DCGAN's Adam settings (Radford et al. 2016)
         self.opt_g = torch.optim.Adam([{"params": rest}, {"params": affine, "lr": cfg.lr * cfg.affine_lr_scale}],
                                       lr=cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_discriminator, betas=betas)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
         self.gamma = _penalty_weight(cfg)
         self.penalty = (ConvexityPenalty(cfg.near_pairs, cfg.near_step, cfg.kappa, cfg.search_steps, self.gen)
                         if self.gamma > 0 else None)
@@ -183,7 +186,7 @@ class BrenierTrainer(Trainer):
 
     def prepare(self) -> None:
         classifier_path = _default_classifier(self.cfg)
-        if classifier_path:
+        if classifier_path and self.is_main:  # rank 0 evaluates
             from otmap_cli.generate.classifier import features, load_classifier
 
             self.classifier = load_classifier(classifier_path, self.cfg.device)
@@ -205,11 +208,11 @@ class BrenierTrainer(Trainer):
         with autocast:
             if penalty is not None:
                 penalty.search(self.generator, z[:cfg.near_pairs], self.gen)
-            g_all = self.generator(penalty.inputs(z) if penalty else z).float()
+            g_all = self.generator_ddp(penalty.inputs(z) if penalty else z).float()
             fake = g_all[:cfg.batch]
             if cfg.clip_for_discriminator:  # D judges the image a user sees (pixels clipped to the valid range)
                 fake = fake.clamp(-1, 1)
-            d_real, d_fake_detached = self.discriminator(real).float(), self.discriminator(fake.detach()).float()
+            d_real, d_fake_detached = self.discriminator_ddp(real).float(), self.discriminator_ddp(fake.detach()).float()
             loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake_detached).mean()
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -258,6 +261,9 @@ class BrenierTrainer(Trainer):
         return scores
 
     def checkpoint(self, final: bool) -> None:
+        if not self.is_main:
+            self.history.clear()
+            return
         self.save(self.checkpoint_path)
         elapsed = self.elapsed()
         scores = self.evaluate()

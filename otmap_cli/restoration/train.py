@@ -115,16 +115,17 @@ class FlowTrainer(Trainer):
 
     def __init__(self, cfg: FlowTrainConfig, log: Callable[[str], None] = print):
         super().__init__(cfg, log)
+        cfg = self.cfg  # on this rank's device
         images = load_training_images(cfg.data)
         val_images, self.images = images[-cfg.validation_images:], images[:-cfg.validation_images]
         self.val_clean = torch.stack([v[:, :128, :128].float() / 127.5 - 1 for v in val_images])
         self.prior = FlowPrior.from_config({"channels": list(cfg.channels), "blocks": cfg.blocks}).to(cfg.device)
         if cfg.init:
             self.prior.load_state_dict(load_prior(cfg.init).state_dict())
-            log(f"warm start from {cfg.init}")
+            self.log(f"warm start from {cfg.init}")
+        self.loss_terms = self.wrap(self.prior, "raw_and_target")
         self.ema = ema_copy(self.prior)
         self.optimizer = torch.optim.AdamW(self.prior.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
         self.best_path = self.run_dir / "best.safetensors"
         self.lr_scale, self.best, self.lr = 1.0, -math.inf, cfg.lr
 
@@ -159,7 +160,7 @@ class FlowTrainer(Trainer):
         eps = torch.randn(x1.shape, generator=gen).to(cfg.device)
         x_t = t.view(-1, 1, 1, 1) * x1 + (1 - t.view(-1, 1, 1, 1)) * eps
         with cfg.autocast():
-            raw, target = self.prior.raw_and_target(x1, x_t, t)
+            raw, target = self.loss_terms(x1, x_t, t)
         loss = (raw.float() - target.float()).pow(2).mean()
         self.lr = learning_rate(cfg, self.step) * self.lr_scale
         for group in self.optimizer.param_groups:
@@ -185,12 +186,13 @@ class FlowTrainer(Trainer):
         """
         cfg = self.cfg
         elapsed = self.elapsed()
-        scores = validation_psnr(self.ema, self.val_clean, cfg.device)
+        scores, has_best = self.from_main((validation_psnr(self.ema, self.val_clean, cfg.device),
+                                           self.best_path.exists()) if self.is_main else None)
         losses = [h["loss"] for h in self.history]
         record = {"step": self.step, "elapsed_min": round(elapsed / 60, 2), "lr_scale": self.lr_scale,
                   "loss": round(float(np.mean(losses)) if losses else float("nan"), 5), **scores}
         self.history.clear()
-        if scores["psnr_25"] < self.best - cfg.divergence_db and self.best_path.exists():
+        if scores["psnr_25"] < self.best - cfg.divergence_db and has_best:  # every rank rolls back
             elapsed_before = self.elapsed_before
             self.restore(self.best_path)
             self.elapsed_before = elapsed_before  # the clock goes on
@@ -198,6 +200,8 @@ class FlowTrainer(Trainer):
             record["rolled_back_to"] = self.step
         improved = scores["psnr_25"] > self.best
         self.best = max(self.best, scores["psnr_25"])
+        if not self.is_main:
+            return
         tensors, meta = self.state()
         meta["elapsed_s"] = elapsed
         save_tensors(self.checkpoint_path, tensors, CHECKPOINT_KIND, meta)
