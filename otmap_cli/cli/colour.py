@@ -34,11 +34,11 @@ def recolor(
                              "({stem} = the source's name without its extension)."),
     model: Model = typer.Option(Model.cmgn, "--model", help="Monotone gradient network: cascaded or modular."),
     loss: Loss = typer.Option(Loss.sliced, "--loss", help="Distribution loss (see README: chosen by benchmark)."),
-    steps: int = typer.Option(200, "--steps", help="Distribution-loss steps after the OT warm start (at most "
+    steps: int = typer.Option(150, "--steps", help="Distribution-loss steps after the OT warm start (at most "
                               "100000)."),
-    warm_steps: int = typer.Option(600, "--warm-steps", help="Regression steps onto an exact discrete OT plan "
+    warm_steps: int = typer.Option(300, "--warm-steps", help="Regression steps onto an exact discrete OT plan "
                                    "(0 = skip; at most 100000)."),
-    batch_pixels: int = typer.Option(2048, "--batch-pixels", help="Pixels per optimisation step."),
+    batch_pixels: int = typer.Option(1024, "--batch-pixels", help="Pixels per optimisation step."),
     strength: float = typer.Option(1.0, "--strength", help="0..1: partial transfer along the Wasserstein "
                                    "geodesic, (1-s) x + s T(x)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel instead of a 65^3 "
@@ -87,7 +87,7 @@ def recolor(
     def fit(images):
         with progress("fitting colour map") as update:
             try:
-                colour_map, fitted = fit_colour_map(images, style, settings, progress=update)
+                colour_map, fitted = fit_colour_map(images, style, settings, progress=update, strength=strength)
             except ValueError as exc:
                 raise InputError(str(exc)) from None
         if fitted.fell_back:
@@ -135,12 +135,14 @@ def apply(
                                           "stdout)."),
     name: str = typer.Option("{stem}_mapped.png", "--name", help="Output name template ({stem} = the input's "
                              "name without its extension)."),
-    strength: float = typer.Option(1.0, "--strength", help="0..1 partial transfer (saved maps only)."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="0..1 partial transfer (default: the "
+                                             "strength saved in the map; 1 for a .cube)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel."),
     *, batch: Batch,
 ):
     """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically."""
-    _strength(strength)
+    if strength is not None:
+        _strength(strength)
     require_files([map_file] + ([] if batch.keep_going else inputs))
     inputs = select_shard(inputs, batch.shard)
     plan = plan_outputs(inputs, output, name, [map_file, *inputs], batch)

@@ -5,10 +5,12 @@ colour distribution, so it costs the same for 0.3 and 50 megapixels. Three stage
 
 1. closed-form Gaussian Brenier map (``gaussian.py``) as the starting point, so even a short fit
    starts at the classical MKL transfer;
-2. optional warm start: exact discrete OT (POT ``ot.emd``) between ``warm_pixels`` source and
-   target samples gives each source sample its optimal partner; a few hundred steps of regression
-   of T onto those partners land close to the Brenier map (a monotone gradient fitted to an
-   optimal assignment is a smoothed Brenier map);
+2. optional warm start: both samples are summarised as weighted colour histograms (the centroid
+   and pixel count of every occupied cell of a ``summary_bins``^3 grid), exact discrete OT (POT
+   ``ot.emd``) between the two histograms gives each source cell its barycentric target, and
+   full-batch weighted regression of T onto those targets lands close to the Brenier map (a
+   monotone gradient fitted to an optimal plan is a smoothed Brenier map). The histogram keeps all
+   the sampled pixels at a fraction of the points, so the exact OT and each step are cheap;
 3. minimising a distribution loss (``losses.py``) on fresh mini-batches, Adam with cosine decay.
 
 A held-out sliced-W2 check compares the result with the Gaussian map; a fit that is worse or
@@ -27,7 +29,7 @@ import torch
 
 from otmap_cli.nets.monotone import MODELS, MonotoneGradientNet
 from otmap_cli.transport.gaussian import gaussian_brenier
-from otmap_cli.transport.losses import make_loss
+from otmap_cli.transport.losses import SlicedWasserstein, make_loss
 from otmap_cli.transport.settings import FitSettings
 
 ProgressFn = Callable[[int, int], None]
@@ -51,41 +53,144 @@ def sample_rows(points: np.ndarray | torch.Tensor, n: int, generator: np.random.
 
 
 def sliced_w2(a: torch.Tensor, b: torch.Tensor, projections: int = 256, seed: int = 0) -> float:
-    """Sliced W2 (not squared) on equal-size samples, for quick held-out checks."""
-    import ot
+    """Sliced W2 (not squared) on equal-size samples, for quick held-out checks (NumPy sorts, see losses)."""
+    with torch.no_grad():
+        return float(SlicedWasserstein(projections, seed)(a.double(), b.double()).sqrt())
 
-    n = min(len(a), len(b))
-    return float(ot.sliced_wasserstein_distance(a[:n].double(), b[:n].double(), n_projections=projections,
-                                                seed=seed))
+
+class Adam:
+    """Adam (Kingma & Ba, ICLR 2015, Algorithm 1) with per-group learning rates and a decay factor.
+
+    Hand-written because the first ``torch.optim`` optimizer imports ``torch._dynamo``, which costs
+    about as much CPU time as importing torch itself (docs/decisions.md).
+    """
+
+    def __init__(self, groups: list[tuple[list[torch.Tensor], float]], betas=(0.9, 0.999), eps: float = 1e-8):
+        self.groups = [(params, lr) for params, lr in groups if params]
+        self.beta1, self.beta2, self.eps = betas[0], betas[1], eps
+        self.moments = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for params, _ in self.groups for p in params}
+        self.steps = 0
+
+    def step(self, loss: torch.Tensor, decay: float = 1.0) -> None:
+        params = [p for group, _ in self.groups for p in group]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        self.steps += 1
+        correction1, correction2 = 1 - self.beta1**self.steps, 1 - self.beta2**self.steps
+        grads_by_param = dict(zip(map(id, params), grads))
+        with torch.no_grad():
+            for group, lr in self.groups:
+                for p in group:
+                    grad = grads_by_param[id(p)]
+                    if grad is None:
+                        continue
+                    first, second = self.moments[id(p)]
+                    first.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
+                    second.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+                    denom = (second / correction2).sqrt_().add_(self.eps)
+                    p.addcdiv_(first, denom, value=-lr * decay / correction1)
+
+
+EDGE_TOLERANCE = 2 / 255  # a barycentric target this close to the gamut edge counts as on it
+# where the target is on the edge the map may run past it, at this fraction of the cost elsewhere: enough
+# to keep the region from drifting far out (chosen on the clipped-fraction column, docs/decisions.md)
+ALLOWED_OVERSHOOT_WEIGHT = 0.03
+
+
+def _cell_codes(points: torch.Tensor, bins: int) -> torch.Tensor:
+    cells = (points.clamp(0, 1) * (bins - 1e-6)).long()
+    code = torch.zeros(len(points), dtype=torch.long)
+    for axis in range(points.shape[1]):
+        code = code * bins + cells[:, axis]
+    return code
+
+
+def colour_histogram(points: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes, centroids and weights (summing to 1) of the occupied cells of a ``bins``^d grid on [0, 1]^d."""
+    occupied, index, counts = torch.unique(_cell_codes(points, bins), return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(occupied), points.shape[1], dtype=torch.float64).index_add_(0, index, points.double())
+    return occupied, (sums / counts[:, None]).float(), (counts / len(points)).float()
+
+
+@dataclass
+class HistogramPlan:
+    """Exact OT (POT ``ot.emd``) between two colour histograms: each source cell's barycentric target.
+
+    It also says where the map may run past the gamut edge: only in the cells, and the channels,
+    whose optimal target lies on that edge (a style's blown sky or black shadows). Everywhere else
+    the clip would erase detail the style does not ask to erase.
+    """
+
+    bins: int
+    centroids: torch.Tensor
+    weights: torch.Tensor
+    targets: torch.Tensor
+    on_low: torch.Tensor  # (bins^d, d) bool: the cell's target is on the lower edge in that channel
+    on_high: torch.Tensor
+
+    @classmethod
+    def fit(cls, source: torch.Tensor, target: torch.Tensor, bins: int,
+            output_range: tuple[float, float] | None) -> "HistogramPlan":
+        import ot
+
+        codes, xs, a = colour_histogram(source, bins)
+        _, ys, b = colour_histogram(target, bins)
+        a64, b64 = a.double().numpy(), b.double().numpy()
+        plan = ot.emd(a64 / a64.sum(), b64 / b64.sum(), ot.dist(xs.double().numpy(), ys.double().numpy()),
+                      numItermax=10_000_000)
+        plan = torch.from_numpy(plan).float()
+        targets = (plan @ ys) / plan.sum(1, keepdim=True).clamp_min(1e-12)
+        on_low = torch.zeros(bins ** source.shape[1], source.shape[1], dtype=torch.bool)
+        on_high = torch.zeros_like(on_low)
+        if output_range is not None:
+            on_low[codes] = targets <= output_range[0] + EDGE_TOLERANCE
+            on_high[codes] = targets >= output_range[1] - EDGE_TOLERANCE
+        return cls(bins, xs, a / a.sum(), targets, on_low, on_high)
+
+    def edges(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = _cell_codes(x.cpu(), self.bins)
+        return self.on_low[codes].to(x.device), self.on_high[codes].to(x.device)
+
+
+def _gamut_clip(raw: torch.Tensor, on_low: torch.Tensor, on_high: torch.Tensor,
+                output_range: tuple[float, float] | None) -> torch.Tensor:
+    """T(x) clipped at the edges where the plan sends x onto them, and left free elsewhere."""
+    if output_range is None:
+        return raw
+    low, high = output_range
+    return torch.where(on_high, raw.clamp_max(high), torch.where(on_low, raw.clamp_min(low), raw))
 
 
 def _pushed(net: MonotoneGradientNet, x: torch.Tensor, settings: FitSettings) -> torch.Tensor:
-    """T(x), clipped to ``output_range`` when the result will be clipped anyway (colours in [0, 1]).
-
-    Fitting the clipped output lets the map overshoot where the style has a point mass on the
-    boundary (a white sky, black shadows): the Brenier map must collapse a region onto that point,
-    which a map with a PSD Jacobian bounded below can only do by pushing it past the edge.
-    """
+    """T(x), clipped to ``output_range`` when the result will be clipped anyway (colours in [0, 1])."""
     out = net(x)
     return out if settings.output_range is None else out.clamp(*settings.output_range)
 
 
-def _warm_start(net, source, target, settings, optimizer, rng, progress, total) -> None:
-    import ot
+def _edge_excess(raw: torch.Tensor, on_low: torch.Tensor, on_high: torch.Tensor,
+                 settings: FitSettings) -> torch.Tensor:
+    """Mean squared distance of T(x) past the gamut edges it is not allowed to pass (see HistogramPlan).
 
-    n = min(settings.warm_pixels, len(source), len(target))
-    if n < 16 or settings.warm_steps == 0:
-        return
-    xs, ys = sample_rows(source, n, rng), sample_rows(target, n, rng)
-    weights = np.full(n, 1.0 / n)
-    plan = ot.emd(weights, weights, ot.dist(xs.double().numpy(), ys.double().numpy()), numItermax=1_000_000)
-    partners = ys[torch.as_tensor(plan.argmax(1))].to(settings.device)
-    xs = xs.to(settings.device)
+    The distribution loss sees the clipped output, so it lets the map reach a point mass that the
+    style has on the edge (the Brenier map must collapse a region there, which a map with a PSD
+    Jacobian bounded below can only do by running onto or past the edge). But a pixel past the edge
+    gets no gradient from a clipped loss, and nothing would stop a whole region from drifting out and
+    turning flat black or white; this term pulls back the pixels whose target is inside the gamut.
+    """
+    if settings.output_range is None or settings.edge_weight == 0:
+        return raw.new_zeros(())
+    low, high = settings.output_range
+    below = (low - raw).clamp_min(0).pow(2) * (1 - (1 - ALLOWED_OVERSHOOT_WEIGHT) * on_low.float())
+    above = (raw - high).clamp_min(0).pow(2) * (1 - (1 - ALLOWED_OVERSHOOT_WEIGHT) * on_high.float())
+    return (below + above).sum(1).mean()
+
+
+def _warm_start(net, plan: HistogramPlan, settings, optimizer, progress, total) -> None:
+    """Weighted regression onto the barycentric map of the exact OT plan between colour histograms."""
+    xs, targets, weights = (t.to(settings.device) for t in (plan.centroids, plan.targets, plan.weights))
+    on_low, on_high = plan.edges(xs)
     for step in range(settings.warm_steps):
-        loss = (_pushed(net, xs, settings) - partners).pow(2).sum(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        pushed = _gamut_clip(net(xs), on_low, on_high, settings.output_range)
+        optimizer.step(((pushed - targets).pow(2).sum(1) * weights).sum())
         if progress:
             progress(step + 1, total)
 
@@ -93,7 +198,20 @@ def _warm_start(net, source, target, settings, optimizer, rng, progress, total) 
 def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
                      settings: FitSettings | None = None, progress: ProgressFn | None = None,
                      net: MonotoneGradientNet | None = None) -> FitResult:
-    """Fit T = grad(phi) with T#source ~= target; both are (N, d) point clouds (pixel colours)."""
+    """Fit T = grad(phi) with T#source ~= target; both are (N, d) point clouds (pixel colours).
+
+    Runs on one CPU thread: each step works on a few thousand points, where the threads' hand-offs
+    cost more than they save, and far more on a busy machine (docs/decisions.md).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(source, target, settings, progress, net)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(source, target, settings, progress, net) -> FitResult:
     settings = settings or FitSettings()
     settings.validate()
     start = time.time()
@@ -112,28 +230,25 @@ def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | tor
     matrix, offset = gaussian_brenier(source, target)
     if settings.init == "identity":
         matrix, offset = torch.eye(dim), torch.zeros(dim)
-    net = net or MODELS[settings.model](dim=dim)
+    net = net or MODELS[settings.model](dim=dim, **settings.model_options)
     net.init_from_affine(matrix, offset, sample_rows(source, 4096, rng))
     net.to(settings.device)
     total = settings.warm_steps + settings.steps
     gains = [p for name, p in net.named_parameters() if name == "gain_raw"]
     others = [p for name, p in net.named_parameters() if name != "gain_raw"]
     # gains are exp-like (softplus far left): a larger step lets them grow by e^1 in ~10 steps
-    optimizer = torch.optim.Adam([{"params": others}, {"params": gains, "lr": 10 * settings.lr}], lr=settings.lr)
-    _warm_start(net, source, target, settings, optimizer, rng, progress, total)
+    optimizer = Adam([(others, settings.lr), (gains, 10 * settings.lr)])
+    plan = HistogramPlan.fit(source, target, settings.summary_bins, settings.output_range)
+    _warm_start(net, plan, settings, optimizer, progress, total)
     loss_fn = make_loss(settings.loss, dim, seed=settings.seed)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, settings.steps) / max(settings.steps, 1))))
     for step in range(settings.steps):
         xs = sample_rows(source, settings.batch, rng).to(settings.device)
         ys = sample_rows(target, settings.batch, rng).to(settings.device)
-        pushed = _pushed(net, xs, settings)
+        raw = net(xs)
+        pushed = raw if settings.output_range is None else raw.clamp(*settings.output_range)
         loss_fn.update(pushed, ys)
-        loss = loss_fn(pushed, ys)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        loss = loss_fn(pushed, ys) + settings.edge_weight * _edge_excess(raw, *plan.edges(xs), settings)
+        optimizer.step(loss, decay=0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1))))  # cosine
         if progress:
             progress(settings.warm_steps + step + 1, total)
     net.eval()

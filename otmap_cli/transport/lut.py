@@ -36,21 +36,109 @@ def sample_lut(colour_map: Callable[[torch.Tensor], torch.Tensor], size: int, ch
     return values.clamp(0, 1).reshape(size, size, size, 3).numpy().astype(np.float32)
 
 
-def apply_lut(table: np.ndarray, rgb: np.ndarray, chunk: int = 1 << 20, out: np.ndarray | None = None) -> np.ndarray:
-    """Trilinear interpolation of ``table`` at every pixel of ``rgb`` (H, W, 3), in bounded-size chunks.
+def tetrahedral_weights(rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat table indices (N, 4) and weights (N, 4) of tetrahedral interpolation at (N, 3) colours.
 
-    ``out`` (float32, the shape of ``rgb``, may be ``rgb`` itself) receives the result: each chunk is
-    read before it is written, so mapping in place saves a second full-size array on huge images.
+    The cell's cube is cut into 6 tetrahedra along its main diagonal; the one holding the point is
+    found by sorting the fractional coordinates f_1 >= f_2 >= f_3, and the vertices are walked from
+    the cell's corner one axis at a time in that order, with weights 1 - f_1, f_1 - f_2, f_2 - f_3, f_3
+    (Kasson, Nin, Plouffe, Hafner, "Performing color space conversions with three-dimensional linear
+    interpolation", J. Electronic Imaging 1995) -- the rule of ffmpeg's ``lut3d`` default
+    ``interp=tetrahedral``, so a table applied here and there gives the same picture.
     """
-    volume = torch.from_numpy(np.ascontiguousarray(table)).permute(3, 0, 1, 2)[None]  # 1,3,B,G,R
+    scaled = np.clip(np.asarray(rgb, dtype=np.float32).T, 0.0, 1.0) * np.float32(size - 1)  # (3, N): fast columns
+    corner = np.minimum(scaled.astype(np.int32), size - 2)
+    r, g, b = scaled - corner
+    high, low = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    middle = r + g + b - high - low
+    stride_g, stride_b = size, size * size  # red fastest, as in a .cube file
+    base = corner[0] + corner[1] * stride_g + corner[2] * stride_b
+    step_high = np.where(r >= np.maximum(g, b), 1, np.where(g >= b, stride_g, stride_b))  # largest axis
+    step_low = np.where(b <= np.minimum(r, g), stride_b, np.where(g <= r, stride_g, 1))  # smallest axis
+    # vertices: corner, + the largest axis, + all but the smallest axis, + all axes (ties: zero weight)
+    last = base + 1 + stride_g + stride_b
+    index = np.stack([base, base + step_high, last - step_low, last], axis=1)
+    weights = np.stack([1 - high, high - middle, middle - low, low], axis=1)
+    return index, weights
+
+
+def _eight_bit_codes(flat: np.ndarray, chunk: int) -> np.ndarray | None:
+    """24-bit codes r<<16 | g<<8 | b of (N, 3) colours that all lie on the 8-bit lattice, else None."""
+    codes = np.empty(len(flat), dtype=np.int32)
+    for start in range(0, len(flat), chunk):
+        part = flat[start:start + chunk]
+        levels = np.rint(part * 255.0)
+        if np.abs(levels - part * 255.0).max(initial=0.0) > 1e-3:
+            return None
+        levels = levels.astype(np.int32)
+        codes[start:start + chunk] = (levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2]
+    return codes
+
+
+def map_colours(colour_fn: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, chunk: int = 1 << 20,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """``colour_fn`` (an (n, 3) -> (n, 3) colour map) at every pixel of ``rgb`` (..., 3), clipped to [0, 1].
+
+    An 8-bit image holds far fewer distinct colours than pixels (a 12 MP photo: a few 10^5), so
+    those are mapped once each and gathered back; other images are mapped chunk by chunk. ``out``
+    (float32, the shape of ``rgb``, may be ``rgb`` itself) receives the result: each chunk is read
+    before it is written, so mapping in place saves a second full-size array on huge images.
+    """
     flat = rgb.reshape(-1, 3)
     out = np.empty(flat.shape, dtype=np.float32) if out is None else out.reshape(-1, 3)
+    codes = _eight_bit_codes(flat, chunk) if len(flat) > 1 << 16 else None
+    if codes is None:
+        for start in range(0, len(flat), chunk):
+            part = np.ascontiguousarray(flat[start:start + chunk], dtype=np.float32)
+            out[start:start + chunk] = np.clip(colour_fn(part), 0, 1)
+        return out.reshape(rgb.shape)
+    if len(codes) < 1 << 22:  # sorting is cheaper than a 2^24 table below ~4 MP
+        present, slot_of_pixel = np.unique(codes, return_inverse=True)
+    else:
+        present = np.flatnonzero(np.bincount(codes, minlength=1 << 24)).astype(np.int32)
+        slot = np.zeros(1 << 24, dtype=np.int32)
+        slot[present] = np.arange(len(present), dtype=np.int32)
+        slot_of_pixel = None
+    colours = np.stack([present >> 16, (present >> 8) & 255, present & 255], axis=1).astype(np.float32) / 255
+    mapped = np.concatenate([np.clip(colour_fn(colours[i:i + chunk]), 0, 1) for i in range(0, len(colours), chunk)])
     for start in range(0, len(flat), chunk):
-        part = torch.from_numpy(np.ascontiguousarray(flat[start:start + chunk], dtype=np.float32))
-        coords = (part.clamp(0, 1) * 2 - 1).view(1, -1, 1, 1, 3)  # grid_sample wants (x, y, z) = (r, g, b)
-        sampled = torch.nn.functional.grid_sample(volume, coords, mode="bilinear", align_corners=True)
-        out[start:start + chunk] = sampled.view(3, -1).T.numpy()
+        part = slot_of_pixel[start:start + chunk] if slot_of_pixel is not None else slot[codes[start:start + chunk]]
+        out[start:start + chunk] = mapped[part]
     return out.reshape(rgb.shape)
+
+
+def interpolate_lut(table: np.ndarray, colours: np.ndarray, interpolation: str = "tetrahedral") -> np.ndarray:
+    """``table`` (S, S, S, 3), indexed [b, g, r], interpolated at (n, 3) colours.
+
+    "tetrahedral" is ffmpeg ``lut3d``'s default and otmap's; "trilinear" is kept for comparison.
+    """
+    size = table.shape[0]
+    flat_table = np.ascontiguousarray(table, dtype=np.float32).reshape(-1, 3)
+    if interpolation == "tetrahedral":
+        index, weights = tetrahedral_weights(colours, size)
+        values = flat_table[index[:, 0]] * weights[:, :1]
+        for k in range(1, 4):
+            values += flat_table[index[:, k]] * weights[:, k:k + 1]
+        return values
+    if interpolation == "trilinear":
+        volume = torch.from_numpy(flat_table.reshape(size, size, size, 3)).permute(3, 0, 1, 2)[None]  # 1,3,B,G,R
+        coords = torch.from_numpy(np.asarray(colours, dtype=np.float32)).clamp(0, 1).mul(2).sub(1)
+        sampled = torch.nn.functional.grid_sample(volume, coords.view(1, -1, 1, 1, 3), mode="bilinear",
+                                                  align_corners=True)  # grid (x, y, z) = (r, g, b)
+        return sampled.view(3, -1).T.numpy()
+    raise ValueError(f"unknown interpolation {interpolation!r}")
+
+
+def apply_lut(table: np.ndarray, rgb: np.ndarray, chunk: int = 1 << 20, out: np.ndarray | None = None,
+              interpolation: str = "tetrahedral") -> np.ndarray:
+    """Interpolate ``table`` at every pixel of ``rgb`` (H, W, 3); see ``map_colours`` for ``out``."""
+    return map_colours(lambda colours: interpolate_lut(table, colours, interpolation), rgb, chunk, out)
+
+
+def blend_with_identity(table: np.ndarray, strength: float) -> np.ndarray:
+    """(1 - s) x + s T(x) at every node: the partial transfer of a map known only as a table."""
+    identity = lut_grid(table.shape[0]).numpy().reshape(table.shape)
+    return ((1 - strength) * identity + strength * table).astype(np.float32)
 
 
 def cube_title(text: str) -> str:

@@ -12,6 +12,9 @@ from otmap_cli.transport.colormap import ColourMap
 from otmap_cli.transport.fit import FitResult, FitSettings, ProgressFn, fit_monotone_map
 
 DEFAULT_SAMPLE_PIXELS = 50_000
+# C-MGN width for colour maps: the fit's time is the product's speed, and a map of RGB needs little
+# capacity (the trade-off measured is in docs/decisions.md)
+COLOUR_MODEL_OPTIONS = {"cmgn": {"width": 48}}
 
 
 def pixel_samples(images: Sequence[Image], n: int, seed: int = 0) -> np.ndarray:
@@ -35,22 +38,25 @@ def pixel_samples(images: Sequence[Image], n: int, seed: int = 0) -> np.ndarray:
 
 
 def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings | None = None,
-                   sample_pixels: int = DEFAULT_SAMPLE_PIXELS,
-                   progress: ProgressFn | None = None) -> tuple[ColourMap, FitResult]:
+                   sample_pixels: int = DEFAULT_SAMPLE_PIXELS, progress: ProgressFn | None = None,
+                   strength: float = 1.0) -> tuple[ColourMap, FitResult]:
     """Fit the Brenier map from the pooled colours of ``sources`` to those of ``style``.
 
-    Several sources give one shared map (consistent colours across video frames):
+    Several sources give one shared map (consistent colours across video frames). ``strength`` is
+    stored in the map, so a saved map later re-applies the partial transfer the user chose:
 
         >>> colour_map, report = fit_colour_map(frames, read_image("sunset.jpg"))  # doctest: +SKIP
         >>> colour_map.save("sunset.safetensors"); colour_map.write_cube("sunset.cube")  # doctest: +SKIP
     """
-    settings = replace(settings or FitSettings(), output_range=(0.0, 1.0))
+    settings = settings or FitSettings()
+    settings = replace(settings, output_range=(0.0, 1.0),
+                       model_options=settings.model_options or COLOUR_MODEL_OPTIONS.get(settings.model, {}))
     src = pixel_samples(sources, sample_pixels, settings.seed)
     sty = pixel_samples([style], sample_pixels, settings.seed + 1)
     result = fit_monotone_map(src, sty, settings, progress=progress)
     info = {"model": settings.model, "loss": settings.loss, "steps": settings.steps, "seed": settings.seed,
             "sources": [s.name for s in sources], "style": style.name, "fell_back": result.fell_back,
-            "fit_seconds": round(result.seconds, 3), "metrics": result.metrics}
+            "fit_seconds": round(result.seconds, 3), "metrics": result.metrics, "strength": strength}
     return ColourMap(net=result.net, info=info), result
 
 
@@ -69,5 +75,5 @@ def recolor(source: Image, style: Image, settings: FitSettings | None = None, st
     """
     result = None
     if colour_map is None:
-        colour_map, result = fit_colour_map([source], style, settings, progress=progress)
+        colour_map, result = fit_colour_map([source], style, settings, progress=progress, strength=strength)
     return colour_map.apply_image(source, strength, exact, in_place=in_place), colour_map, result

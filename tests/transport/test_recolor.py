@@ -15,7 +15,7 @@ from otmap_cli.transport.gaussian import gaussian_brenier
 from otmap_cli.transport.lut import apply_lut, read_cube, write_cube
 from otmap_cli.transport.recolor import fit_colour_map, pixel_samples, recolor
 
-FAST = FitSettings(steps=60, warm_steps=100, warm_pixels=1000, batch=1024)
+FAST = FitSettings(steps=60, warm_steps=100, batch=1024)
 
 
 def exact_w2(a: np.ndarray, b: np.ndarray, n: int = 1500, seed: int = 0) -> float:
@@ -95,7 +95,7 @@ def test_saved_map_reloads_identically(demo_fit, tmp_path):
 
 def test_shared_map_pools_sources():
     a, b, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg"), read_image(SAMPLES / "day.jpg")
-    colour_map, _ = fit_colour_map([a, b], style, FitSettings(steps=5, warm_steps=5, warm_pixels=200, batch=256))
+    colour_map, _ = fit_colour_map([a, b], style, FitSettings(steps=5, warm_steps=5, batch=256))
     assert colour_map.info["sources"] == ["day", "sunset"]
 
 
@@ -112,7 +112,7 @@ def test_a_fit_that_diverges_to_nan_falls_back_to_the_gaussian_map():
     """An absurd learning rate makes the network's parameters non-finite; the result must still be
     the closed-form Gaussian map, flagged, and every recoloured pixel finite."""
     source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
-    settings = FitSettings(lr=1e30, steps=10, warm_steps=10, warm_pixels=500, batch=256)
+    settings = FitSettings(lr=1e30, steps=10, warm_steps=10, batch=256)
     colour_map, result = fit_colour_map([source], style, settings, sample_pixels=5000)
     assert result.fell_back
     assert all(torch.isfinite(p).all() for p in result.net.parameters())
@@ -130,9 +130,10 @@ def test_a_fit_that_diverges_to_nan_falls_back_to_the_gaussian_map():
 
 
 @pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="ffmpeg not installed")
-def test_ffmpeg_lut3d_reads_our_cube_like_we_do(tmp_path):
-    """An outside tool loads the exported LUT: ffmpeg's lut3d (trilinear) agrees with our look-up
-    to one 8-bit level (its own rounding)."""
+@pytest.mark.parametrize("interpolation", ["tetrahedral", "trilinear"])
+def test_ffmpeg_lut3d_reads_our_cube_like_we_do(tmp_path, interpolation):
+    """An outside tool loads the exported LUT: ffmpeg's lut3d agrees with our look-up, with the same
+    interpolation rule, to one 8-bit level (its own rounding)."""
     import subprocess
 
     from otmap_cli.io import write_image
@@ -144,7 +145,7 @@ def test_ffmpeg_lut3d_reads_our_cube_like_we_do(tmp_path):
     write_cube(tmp_path / "t.cube", table)
     write_image(read_image(SAMPLES / "day.jpg"), tmp_path / "day.png")
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(tmp_path / "day.png"), "-vf",
-                    f"lut3d=file={tmp_path / 't.cube'}:interp=trilinear", str(tmp_path / "ff.png")], check=True)
+                    f"lut3d=file={tmp_path / 't.cube'}:interp={interpolation}", str(tmp_path / "ff.png")], check=True)
     theirs = read_image(tmp_path / "ff.png").rgb
-    ours = apply_lut(table, read_image(tmp_path / "day.png").rgb)
+    ours = apply_lut(table, read_image(tmp_path / "day.png").rgb, interpolation=interpolation)
     assert np.abs(theirs - ours).max() <= 1.01 / 255
