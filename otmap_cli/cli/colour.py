@@ -33,7 +33,8 @@ def recolor(
     name: str = typer.Option("{stem}_recolored.png", "--name", help="Output name template for --out-dir "
                              "({stem} = the source's name without its extension)."),
     model: Model = typer.Option(Model.cmgn, "--model", help="Monotone gradient network: cascaded or modular."),
-    loss: Loss = typer.Option(Loss.sliced, "--loss", help="Distribution loss (see README: chosen by benchmark)."),
+    loss: Loss = typer.Option(Loss.sliced, "--loss",
+                              help="Distribution loss (sliced was chosen by benchmark: docs/benchmarks.md)."),
     steps: int = typer.Option(150, "--steps", help="Distribution-loss steps after the OT warm start (at most "
                               "100000)."),
     warm_steps: int = typer.Option(300, "--warm-steps", help="Regression steps onto an exact discrete OT plan "
