@@ -21,11 +21,7 @@ from otmap_cli.io import list_images, read_image
 from otmap_cli.restoration.api import restore_rgb
 from otmap_cli.restoration.prior import load_prior
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(-10 * np.log10(np.mean((np.clip(a, 0, 1) - b) ** 2)))
+from restore import SHARED, psnr
 
 
 def main() -> None:

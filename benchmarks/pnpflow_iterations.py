@@ -30,14 +30,10 @@ from otmap_cli.restoration import api, pnpflow
 from otmap_cli.restoration.options import settings_for
 from otmap_cli.restoration.physics import to_array, to_tensor
 
-from restore import _physics, degrade_for
-from tune_restore import held_out_setup
+from restore import _physics, degrade_for, psnr
+from tune_restore import add_held_out_arguments, held_out_setup
 
 TASKS = ("deblur", "superres", "inpaint-random", "inpaint-box")
-
-
-def psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    return float(10 * np.log10(1 / np.mean((np.clip(x, 0, 1) - ref) ** 2)))
 
 
 def baseline(task: str, y: np.ndarray, mask, physics, sigma: float, prior) -> tuple[str, np.ndarray]:
@@ -51,11 +47,8 @@ def baseline(task: str, y: np.ndarray, mask, physics, sigma: float, prior) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=6)
-    parser.add_argument("--crop", type=int, default=128)
+    add_held_out_arguments(parser, images=6, threads=1)
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
     args = parser.parse_args()
     prior, held_out, clean = held_out_setup(args)

@@ -55,6 +55,11 @@ TV_LAMBDA = {"deblur": 0.01, "superres": 0.01, "inpaint": 0.005}  # on [0, 1] im
 PUBLISHED = "CBSD68 sigma=25, full images: CBM3D 30.71, FFDNet 31.21, DRUNet 31.69 dB (DPIR, TPAMI 2021, Table III)"
 
 
+def psnr(x: np.ndarray, ref: np.ndarray) -> float:
+    """PSNR (dB) of ``x`` clipped to [0, 1] against ``ref``, in numpy: cheap enough to call every iteration."""
+    return float(10 * np.log10(1 / np.mean((np.clip(x, 0, 1) - ref) ** 2)))
+
+
 def centre_crop(rgb: np.ndarray, size: int, multiple: int = 4) -> np.ndarray:
     h, w = rgb.shape[:2]
     ch, cw = min(h, size), min(w, size)

@@ -32,6 +32,14 @@ GRID = {  # the paper's CelebA value of each task and its neighbours
 }
 
 
+def add_held_out_arguments(parser: argparse.ArgumentParser, images: int, threads: int) -> None:
+    """The options :func:`held_out_setup` reads."""
+    parser.add_argument("--images", type=int, default=images, help="how many of the 6 held-out training images")
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--weights", type=Path, default=None, help="a prior other than the shipped one")
+    parser.add_argument("--threads", type=int, default=threads)
+
+
 def held_out_setup(args):
     """(prior, paths, crops): the prior (--weights, else shipped) on --threads threads, and --crop centre crops
     of the first --images of the 6 held-out train_natural photos."""
@@ -45,12 +53,9 @@ def held_out_setup(args):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=3, help="how many of the 6 held-out training images")
-    parser.add_argument("--crop", type=int, default=128)
+    add_held_out_arguments(parser, images=3, threads=2)
     parser.add_argument("--steps", default="100", help="comma-separated N values")
     parser.add_argument("--tasks", default=",".join(GRID))
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
     args = parser.parse_args()
     prior, held_out, clean = held_out_setup(args)
