@@ -114,10 +114,13 @@ def _link_new(tmp: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, overwrite: bool = True) -> Iterator[Path]:
+def atomic_output(path: Path, *, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
-    ``overwrite=False`` creates ``path`` or fails with InputError if it exists by then.
+    Every file otmap writes goes through here, so an interrupted write leaves no partial file and
+    never destroys an existing one. ``overwrite`` has no default: each writer says whether it may
+    replace (``--force``, a checkpoint) or must create (``overwrite=False`` fails with InputError if
+    ``path`` exists by then, also when another writer created it meanwhile).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -222,7 +222,7 @@ from otmap_cli.io import atomic_output
 
 @cli.app.command("selfsignal")
 def selfsignal(target: str, name: str):
-    with atomic_output(Path(target)) as tmp:
+    with atomic_output(Path(target), overwrite=True) as tmp:
         tmp.write_bytes(b"partial")
         os.kill(os.getpid(), getattr(signal, name))
         time.sleep(30)

@@ -96,7 +96,7 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
     with pytest.raises(RuntimeError):
-        with atomic_output(target) as tmp:
+        with atomic_output(target, overwrite=True) as tmp:
             tmp.write_bytes(b"half")
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
@@ -140,3 +140,35 @@ def test_a_write_killed_midway_leaves_the_old_output_whole(tmp_path, signal_name
 def test_write_refuses_unknown_suffix(tmp_path):
     with pytest.raises(InputError):
         write_image(Image(rgb=np.zeros((2, 2, 3), np.float32)), tmp_path / "x.xyz")
+
+
+def _writers():
+    """Every library writer of a file, as f(path, overwrite)."""
+    from otmap_cli.generate.mnist import save_png
+    from otmap_cli.nets.monotone import build_monotone
+    from otmap_cli.transport.colormap import ColourMap
+    from otmap_cli.transport.lut import lut_grid, write_cube
+    from otmap_cli.transport.plot import plot_transfer
+
+    tiny = Image(rgb=np.random.default_rng(0).random((6, 6, 3), dtype=np.float32))
+    return {
+        "image": lambda path, overwrite: write_image(tiny, path, overwrite=overwrite),
+        "cube": lambda path, overwrite: write_cube(path, lut_grid(3).reshape(3, 3, 3, 3).numpy(), overwrite=overwrite),
+        "map": lambda path, overwrite: ColourMap(net=build_monotone({"model": "cmgn", "dim": 3, "width": 4,
+                                                                     "layers": 1})).save(path, overwrite=overwrite),
+        "plot": lambda path, overwrite: plot_transfer(tiny, tiny, tiny, path, overwrite=overwrite),
+        "grid": lambda path, overwrite: save_png(np.zeros((4, 4), np.uint8), path, overwrite=overwrite),
+    }
+
+
+@pytest.mark.parametrize("kind", ["image", "cube", "map", "plot", "grid"])
+def test_every_writer_creates_without_replacing_and_leaves_no_part_file(tmp_path, kind):
+    write = _writers()[kind]
+    target = tmp_path / {"cube": "out.cube", "map": "out.safetensors"}.get(kind, "out.png")
+    target.write_bytes(b"old")
+    with pytest.raises(InputError, match="already exists"):
+        write(target, False)
+    assert target.read_bytes() == b"old"
+    write(target, True)
+    assert target.read_bytes() != b"old"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -77,7 +77,13 @@ def recolor(
         settings.validate()
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    plan = plan_outputs(sources, output, name, inputs, batch, extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
+    exports = {"--save-map": save_map, "--lut": lut, "--plot": plot}
+    given = [flag for flag, path in exports.items() if path is not None]
+    if given and len(sources) > 1 and not shared_map:
+        raise InputError(f"{'/'.join(given)} saves one map, but {len(sources)} sources get a map each; add "
+                         "--shared-map (one map for all) or run one source at a time")
+    plan = plan_outputs(sources, output, name, inputs, batch,
+                        extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
     from otmap_cli.device import resolve_device
     from otmap_cli.io import read_image, write_image
     from otmap_cli.transport.recolor import fit_colour_map, recolor as recolor_image
@@ -99,11 +105,13 @@ def recolor(
         if save_map is not None:
             colour_map.save(save_map, overwrite=batch.force)
         if lut is not None:
-            colour_map.write_cube(lut, lut_size, strength, title=f"otmap {images[0].name} -> {style.name}")
+            colour_map.write_cube(lut, lut_size, strength, title=f"otmap {images[0].name} -> {style.name}",
+                                  overwrite=batch.force)
         if plot is not None:
             from otmap_cli.transport.plot import plot_transfer
 
-            plot_transfer(images[0], style, colour_map.apply_image(images[0], strength, exact), plot)
+            plot_transfer(images[0], style, colour_map.apply_image(images[0], strength, exact), plot,
+                          overwrite=batch.force)
 
     shared = None
     if shared_map:
@@ -185,7 +193,7 @@ def toy(
     from otmap_cli.transport.toy import run_toy
 
     with progress(f"fitting {case.value}") as update:
-        report = run_toy(case.value, settings, output, progress=update)
+        report = run_toy(case.value, settings, output, progress=update, overwrite=force)
     for key, value in report.items():
         say(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     wrote(output)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from otmap_cli.choices import GENERATOR_MODELS, POTENTIALS, choice_enum
-from otmap_cli.cli.common import DEVICE, Device, grouped, require_folder, say
+from otmap_cli.cli.common import DEVICE, Device, check_output, grouped, require_folder, say
 from otmap_cli.errors import InputError
 
 GeneratorModel = choice_enum("GeneratorModel", GENERATOR_MODELS)
@@ -27,6 +27,12 @@ class Run:
     init: Optional[Path] = typer.Option(None, "--init", help="Warm start from shipped weights.")
     device: Device = DEVICE
     seed: int = typer.Option(0, "--seed")
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file (--resume continues a run, "
+                               "and replaces its own export without it).")
+
+    def check_out(self, out: Path) -> None:
+        """A new run must not replace weights that exist (e.g. a shipped model) unless asked to."""
+        check_output(out, [self.init] if self.init else [], self.force or self.resume, (".safetensors",))
 
     def controls(self) -> dict:
         from otmap_cli.device import resolve_device
@@ -90,6 +96,7 @@ def flow(
     Under 'torchrun --nproc_per_node N -m otmap_cli train flow ...' it trains on N processes
     (DistributedDataParallel; docs/large_jobs.md)."""
     require_folder(data)
+    run.check_out(out)
     try:
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError:
@@ -117,22 +124,30 @@ def brenier(
     (DistributedDataParallel; docs/large_jobs.md)."""
     require_folder(data)
     overrides = tuning.config(model.value)
+    run.check_out(out)
     from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
 
     cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model.value, **run.controls(), **overrides)
     train_brenier(cfg, log=say)
 
 
+@grouped
 def classifier(
     data: Path = MNIST_DATA,
-    out: Path = typer.Option(Path("models/mnist_classifier.safetensors"), "--out"),
-    epochs: float = typer.Option(3.0, "--epochs"),
-    device=DEVICE,
-    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(Path("models/mnist_classifier.safetensors"), "--out", help="Where to export the "
+                             "weights (fp16 safetensors), at every checkpoint."),
+    run_dir: Path = typer.Option(Path("runs/classifier"), "--run-dir", help="Checkpoints and log.jsonl."),
+    epochs: float = typer.Option(3.0, "--epochs", help="Passes over the 60 000 training images (the one-cycle "
+                                 "schedule spans them)."),
+    *, run: Run,
 ):
-    """Train the small MNIST classifier whose features score generators (FLD, precision/recall)."""
+    """Train the small MNIST classifier whose features score generators (FLD, precision/recall);
+    resumable like the other trainers."""
     require_folder(data)
-    from otmap_cli.device import resolve_device
-    from otmap_cli.generate.classifier import train_classifier
+    run.check_out(out)
+    if not epochs > 0:
+        raise InputError(f"--epochs must be > 0, got {epochs}")
+    from otmap_cli.generate.classifier import ClassifierTrainConfig, train_classifier
 
-    train_classifier(data, out, epochs=epochs, seed=seed, device=resolve_device(device.value), log=say)
+    train_classifier(ClassifierTrainConfig(data=data, run_dir=run_dir, out=out, epochs=epochs, **run.controls()),
+                     log=say)

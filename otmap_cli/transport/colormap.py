@@ -70,10 +70,11 @@ class ColourMap:
         """:meth:`apply` on an :class:`~otmap_cli.io.Image`, keeping its alpha, ICC profile and bit depth."""
         return image.with_rgb(self.apply(image.rgb, strength, exact, out=image.rgb if in_place else None))
 
-    def write_cube(self, path: Path | str, size: int = 33, strength: float | None = None, title: str = "otmap") -> None:
+    def write_cube(self, path: Path | str, size: int = 33, strength: float | None = None, title: str = "otmap",
+                   overwrite: bool = True) -> None:
         """Export as a 3D LUT (.cube) for ffmpeg, Resolve or Photoshop."""
         one_of(size, LUT_SIZES, "LUT size")
-        write_cube(path, self.lut(size, strength), title=title)
+        write_cube(path, self.lut(size, strength), title=title, overwrite=overwrite)
 
     def save(self, path: Path | str, overwrite: bool = True) -> None:
         save_tensors(path, self.net.state_dict(), MAP_KIND, {"config": self.net.config, **self.info}, overwrite)

@@ -147,12 +147,12 @@ def cube_title(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split()).replace('"', "'")[:200]
 
 
-def write_cube(path: Path | str, table: np.ndarray, title: str = "otmap") -> None:
+def write_cube(path: Path | str, table: np.ndarray, title: str = "otmap", overwrite: bool = True) -> None:
     size = table.shape[0]
     header = [f'TITLE "{cube_title(title)}"', f"LUT_3D_SIZE {size}", "DOMAIN_MIN 0.0 0.0 0.0",
               "DOMAIN_MAX 1.0 1.0 1.0"]
     body = "\n".join(f"{r:.6f} {g:.6f} {b:.6f}" for r, g, b in table.reshape(-1, 3))
-    with atomic_output(Path(path)) as tmp:
+    with atomic_output(Path(path), overwrite=overwrite) as tmp:
         tmp.write_text("\n".join(header) + "\n" + body + "\n")
 
 

@@ -21,7 +21,7 @@ def _chromaticity(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     return lab[:, 1:], np.clip(pick, 0, 1)
 
 
-def plot_transfer(source: Image, style: Image, result: Image, path: Path | str) -> None:
+def plot_transfer(source: Image, style: Image, result: Image, path: Path | str, overwrite: bool = True) -> None:
     """Top row: the three images; bottom row: each one's pixels in the CIELAB a*b* plane (result ~ style)."""
     import matplotlib
 
@@ -39,6 +39,6 @@ def plot_transfer(source: Image, style: Image, result: Image, path: Path | str) 
         ax.scatter(ab[:, 0], ab[:, 1], c=colours, s=3)
         ax.set(title=f"{title} colours (CIELAB a*, b*)", xlabel="a*", ylabel="b*", xlim=(-60, 60), ylim=(-60, 80))
     fig.tight_layout()
-    with atomic_output(Path(path)) as tmp:
+    with atomic_output(Path(path), overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)

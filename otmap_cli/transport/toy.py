@@ -43,7 +43,8 @@ def toy_samples(case: str, seed: int = 0, n: int = _N) -> tuple[np.ndarray, np.n
     return source.astype(np.float32), target.astype(np.float32)
 
 
-def run_toy(case: str, settings: FitSettings, figure: Path | str, progress: ProgressFn | None = None) -> dict:
+def run_toy(case: str, settings: FitSettings, figure: Path | str, progress: ProgressFn | None = None,
+            overwrite: bool = True) -> dict:
     """Fit the map, draw source / target / pushed samples and displacements, return the figures of merit."""
     import matplotlib
 
@@ -80,7 +81,7 @@ def run_toy(case: str, settings: FitSettings, figure: Path | str, progress: Prog
     axes[1].legend(loc="upper left", markerscale=4)
     fig.suptitle(f"{case}: {settings.model.upper()} with {settings.loss} loss, {settings.steps} steps")
     fig.tight_layout()
-    with atomic_output(Path(figure)) as tmp:
+    with atomic_output(Path(figure), overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
     return report

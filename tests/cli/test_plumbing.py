@@ -216,3 +216,64 @@ def test_debug_after_the_command_shows_the_traceback(tmp_path):
     assert plain.exit_code == 2 and "Traceback" not in plain.stderr and "no such file" in plain.stderr
     debug = invoke("apply", str(tmp_path / "missing.cube"), str(tmp_path / "x.png"), "--debug")
     assert debug.exit_code == 2 and "Traceback" in debug.stderr
+
+
+def _kept(path: Path) -> None:
+    """``path`` still holds b"keep", and no part file was left beside it."""
+    assert path.read_bytes() == b"keep"
+    assert not list(path.parent.glob(".*.part"))
+
+
+@pytest.mark.parametrize("flag, name", [("-o", "out.png"), ("--lut", "look.cube"), ("--plot", "plot.png"),
+                                        ("--save-map", "map.safetensors")])
+def test_recolor_outputs_are_never_replaced_without_force(tmp_path, gradient_image, flag, name):
+    existing = tmp_path / name
+    existing.write_bytes(b"keep")
+    source, style = gradient_image("s.png"), gradient_image("t.png", mode="RGB")
+    args = ["recolor", str(source), str(style), flag, str(existing)] + ([] if flag == "-o" else
+                                                                       ["-o", str(tmp_path / "r.png")])
+    done = invoke(*args)
+    assert done.exit_code == 2 and "already exists" in done.stderr and "--force" in done.stderr
+    _kept(existing)
+    assert not (tmp_path / "r.png").exists()
+
+
+@pytest.mark.parametrize("args, name", [(["toy", "gaussian", "-o"], "toy.png"), (["sample", "-n", "4", "-o"], "g.png"),
+                                        (["sample", "-n", "4", "--out-dir"], "sample_00000.png"),
+                                        (["degrade", "{clean}", "--task", "denoise", "-o"], "noisy.png"),
+                                        (["degrade", "{clean}", "--task", "inpaint", "-o", "{free}", "--mask-out"],
+                                         "mask.png")])
+def test_other_outputs_are_never_replaced_without_force(tmp_path, gradient_image, args, name):
+    existing = tmp_path / name
+    existing.write_bytes(b"keep")
+    clean = gradient_image("clean.png")
+    target = str(tmp_path) if args[-1] == "--out-dir" else str(existing)
+    done = invoke(*[a.format(clean=clean, free=tmp_path / "free.png") for a in args], target)
+    assert done.exit_code == 2 and "already exists" in done.stderr, done.stderr
+    _kept(existing)
+    assert not (tmp_path / "free.png").exists()
+
+
+def test_a_file_that_appears_during_the_work_is_not_replaced(tmp_path, monkeypatch):
+    """The check before the work is not the only guard: the final write creates, never replaces,
+    so an output that another program made meanwhile survives (here: the LUT, made during the fit)."""
+    from otmap_cli.transport import recolor as recolor_module
+
+    lut = tmp_path / "look.cube"
+    fit = recolor_module.fit_colour_map
+
+    def fit_then_someone_writes(*args, **kwargs):
+        lut.write_bytes(b"keep")
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(recolor_module, "fit_colour_map", fit_then_someone_writes)
+    done = invoke("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"),
+                  "--steps", "0", "--warm-steps", "0", "--lut", str(lut), "--lut-size", "17")
+    assert done.exit_code == 2 and "already exists" in done.stderr
+    _kept(lut)
+
+
+def test_several_sources_cannot_share_one_exported_map(tmp_path, gradient_image):
+    a, b, style = gradient_image("a.png"), gradient_image("b.png"), gradient_image("c.png")
+    done = invoke("recolor", str(a), str(b), str(style), "--lut", str(tmp_path / "x.cube"))
+    assert done.exit_code == 2 and "--shared-map" in done.stderr

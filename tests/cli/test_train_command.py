@@ -39,3 +39,21 @@ def test_train_flow_command_starts_resumes_and_exports(tmp_path):
     assert again.exit_code == 0, again.output
     assert "resumed from" in again.stderr and "at step 2" in again.stderr
     assert load_prior(out).config["channels"] == [8, 16]
+
+
+def test_train_classifier_command_refuses_to_replace_weights_and_resumes(mnist_dir, tmp_path):
+    from otmap_cli.generate.classifier import load_classifier
+
+    out, run = tmp_path / "c.safetensors", tmp_path / "run"
+    common = ["train", "classifier", "--data", str(mnist_dir), "--run-dir", str(run), "--out", str(out),
+              "--epochs", str(4 * 128 / 600)]
+    first = invoke(*common, "--max-steps", "2")
+    assert first.exit_code == 0, first.stderr
+    before = out.read_bytes()
+    again = invoke(*common)
+    assert again.exit_code == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    assert out.read_bytes() == before
+    resumed = invoke(*common, "--resume")
+    assert resumed.exit_code == 0 and "resumed from" in resumed.stderr and "at step 2" in resumed.stderr
+    assert load_classifier(out) is not None and out.read_bytes() != before
+    assert [line.count('"step"') for line in (run / "log.jsonl").read_text().splitlines()] == [1, 1]

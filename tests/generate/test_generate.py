@@ -7,6 +7,7 @@ does not exist.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -293,3 +294,29 @@ def test_shipped_generator_is_the_gradient_of_its_potential():
     with torch.no_grad():
         fd = (generator.phi(x + h * v) - generator.phi(x - h * v)) / (2 * h)
         assert torch.allclose((generator(x) * v).flatten(1).sum(1), fd, rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_trainer_resumes_bit_identically_and_exports(mnist_dir, tmp_path):
+    """On the Trainer base: a run stopped at step 3 and resumed ends with the very weights, schedule
+    and log of an uninterrupted 6-step run (one-cycle schedule over the epochs)."""
+    from otmap_cli.generate.classifier import ClassifierTrainConfig, load_classifier, train_classifier
+
+    def config(name: str, **extra) -> ClassifierTrainConfig:
+        return ClassifierTrainConfig(data=mnist_dir, run_dir=tmp_path / name, out=tmp_path / f"{name}.safetensors",
+                                     epochs=6 * 8 / 600, batch=8, bf16=False, checkpoint_minutes=100, **extra)
+
+    lines: list[str] = []
+    whole, report = train_classifier(config("whole"), log=lines.append)
+    assert report["steps"] == 6 and 0 <= report["test_accuracy"] <= 1
+    train_classifier(config("split", max_steps=3), log=lines.append)
+    resumed, resumed_report = train_classifier(config("split", resume=True), log=lines.append)
+    assert any("resumed" in line and "step 3" in line for line in lines)
+    assert resumed_report["steps"] == 6 and resumed_report["test_accuracy"] == report["test_accuracy"]
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    log = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [3, 6] and "test_accuracy" in log[-1]
+    assert load_classifier(tmp_path / "split.safetensors").config == whole.config
+    with pytest.raises(InputError, match="same --epochs"):
+        train_classifier(ClassifierTrainConfig(data=mnist_dir, run_dir=tmp_path / "split", epochs=1.0, batch=8,
+                                               resume=True, bf16=False))
