@@ -84,24 +84,26 @@ def recolor(
                          "--shared-map (one map for all) or run one source at a time")
     plan = plan_outputs(sources, output, name, inputs, batch,
                         extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
-    from otmap_cli.device import resolve_device
-    from otmap_cli.io import read_image, write_image
-    from otmap_cli.transport.recolor import fit_colour_map, recolor as recolor_image
+    with progress("recolor", "loading"):  # the first import of torch takes seconds
+        from otmap_cli.device import resolve_device
+        from otmap_cli.io import read_image, write_image
+        from otmap_cli.transport.recolor import fit_colour_map, recolor as recolor_image
 
-    settings.device = resolve_device(device.value)
-    style = read_image(style_path, batch.max_pixels)
+        settings.device = resolve_device(device.value)
+        style = read_image(style_path, batch.max_pixels)
 
-    def fit(images):
-        with progress("fitting colour map") as update:
-            try:
-                colour_map, fitted = fit_colour_map(images, style, settings, progress=update, strength=strength)
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
+    def fit(images, update):
+        try:
+            colour_map, fitted = fit_colour_map(images, style, settings, progress=update, strength=strength)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         if fitted.fell_back:
             say("otmap: warning: the network fit did not beat the closed-form Gaussian map; using that map")
         return colour_map
 
-    def export(colour_map, images):
+    def export(colour_map, images, update):
+        if given:
+            update(0, 1, "exporting " + ", ".join(given))
         if save_map is not None:
             colour_map.save(save_map, overwrite=batch.force)
         if lut is not None:
@@ -115,19 +117,22 @@ def recolor(
 
     shared = None
     if shared_map:
-        images = [read_image(s, batch.max_pixels) for s in sources if s not in plan.skipped]
-        shared = fit(images)
-        export(shared, images)
+        with progress(f"recolor {len(sources)} sources", "loading") as update:
+            images = [read_image(s, batch.max_pixels) for s in sources if s not in plan.skipped]
+            shared = fit(images, update)
+            export(shared, images, update)
 
     def work(source: Path) -> dict:
         start = time.time()
-        image = read_image(source, batch.max_pixels)
-        colour_map = shared or fit([image])
-        if shared is None:
-            export(colour_map, [image])
-        result, _, _ = recolor_image(image, style, strength=strength, exact=exact, colour_map=colour_map,
-                                     in_place=True)  # in place: bounded memory
-        write_image(result, plan.outputs[source], overwrite=batch.force)
+        with progress(f"recolor {source.name}", "loading") as update:
+            image = read_image(source, batch.max_pixels)
+            colour_map = shared or fit([image], update)
+            if shared is None:
+                export(colour_map, [image], update)
+            result, _, _ = recolor_image(image, style, strength=strength, exact=exact, colour_map=colour_map,
+                                         in_place=True, progress=update)  # in place: bounded memory
+            update(0, 1, "writing")
+            write_image(result, plan.outputs[source], overwrite=batch.force)
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3),
                 "fell_back": colour_map.info.get("fell_back"), "metrics": colour_map.info.get("metrics")}
@@ -192,7 +197,7 @@ def toy(
     check_output(output, [], force, (".png",))
     from otmap_cli.transport.toy import run_toy
 
-    with progress(f"fitting {case.value}") as update:
+    with progress(f"toy {case.value}", "loading") as update:
         report = run_toy(case.value, settings, output, progress=update, overwrite=force)
     for key, value in report.items():
         say(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")

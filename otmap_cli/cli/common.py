@@ -141,22 +141,28 @@ def console():
 
 
 @contextmanager
-def progress(label: str) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields ``update(done, total, phase="")`` (the phase follows the label).
+def progress(label: str, phase: str = "", total: int = 1) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr, drawn at once with its first ``phase`` and a known ``total``;
+    yields ``update(done, total, phase="")``, the library's progress callback (:mod:`otmap_cli.progress`),
+    whose phase follows the label: "recolor day.jpg · fitting map · step 120/450".
 
     Only on a terminal: in a pipe or a log file a live bar leaves stray blank lines and control codes."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     stderr = console()
     if not stderr.is_terminal:
         yield lambda done, total, phase="": None
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True) as bar:
-        task = bar.add_task(label, total=None)
+
+    def describe(phase: str) -> str:
+        return f"{label} · {phase}" if phase else label
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        task = bar.add_task(describe(phase), total=total)
 
         def update(done: int, total: int, phase: str = "") -> None:
-            bar.update(task, completed=done, total=total, description=f"{label} · {phase}" if phase else label)
+            bar.update(task, completed=done, total=total, description=describe(phase))
 
         yield update
 

@@ -92,7 +92,7 @@ def restore(
 
     dev = resolve_device(device.value)
     psf = model.load_kernel()
-    with progress("loading model"):
+    with progress("restore", "loading model"):
         prior = load_prior(weights, dev) if weights is not None else default_prior(dev)
     clean = read_image(reference, batch.max_pixels) if reference is not None else None
 
@@ -102,10 +102,10 @@ def restore(
         pixel_mask = api.read_mask(mask, image.size) if mask is not None else None
         sigma, sigma_source = degradation.noise_sigma, "given"
         if model.noise_sigma is None:
-            with progress("estimating the noise level"):
+            with progress(f"restore {image.name}", "estimating the noise level"):
                 sigma, sigma_source = api.noise_level(image.rgb, task, pixel_mask)
             say(f"noise sigma {sigma:.4f} ({255 * sigma:.1f}/255, {sigma_source})")
-        with progress(f"restoring {image.name} ({task})") as update:
+        with progress(f"restore {image.name} ({task})", "starting") as update:
             restored = api.restore_image(image, task, noise_sigma=sigma,
                                          blur_sigma=model.blur_sigma, kernel=psf, scale=model.scale,
                                          mask=pixel_mask, steps=iteration.steps, averages=iteration.averages,

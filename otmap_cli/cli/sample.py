@@ -61,19 +61,20 @@ def sample(
         existing = next((p for p in paths if p.exists()), None)
         if existing is not None and not force:
             raise InputError(f"{existing}: already exists (use --force to replace)")
-    from otmap_cli.device import resolve_device
-    from otmap_cli.generate import sampling
-    from otmap_cli.generate.mnist import image_grid, save_png
+    with progress("sample", "loading model"):  # the first import of torch takes seconds
+        from otmap_cli.device import resolve_device
+        from otmap_cli.generate import sampling
+        from otmap_cli.generate.mnist import image_grid, save_png
 
-    dev = resolve_device(device.value)
-    generator = sampling.default_generator(dev) if weights is None else _load(weights, dev)
+        dev = resolve_device(device.value)
+        generator = sampling.default_generator(dev) if weights is None else _load(weights, dev)
     record: dict = {}
     to_stdout = output is not None and str(output) == STDIO
     if check_convexity:
         from otmap_cli.generate.convexity import check_convexity as certify
 
-        with progress("checking convexity"):
-            report = certify(generator, n_points=points, seed=seed, device=dev)
+        with progress("checking convexity", f"point 0/{points}", points) as update:
+            report = certify(generator, n_points=points, seed=seed, device=dev, progress=update)
         record["convexity"] = {**vars(report), "convex": report.convex}
         if not as_json:
             for line in (f"smallest Hessian eigenvalue over {report.n_points} points: {report.min_eigenvalue:.5f} "

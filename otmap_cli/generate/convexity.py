@@ -7,6 +7,7 @@ of G, and a few Lanczos iterations give the smallest eigenvalue at x without for
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -17,6 +18,7 @@ from torch import nn
 
 from otmap_cli.errors import InputError
 from otmap_cli.generate.models import IMAGE_NOISE
+from otmap_cli.progress import Progress, or_silent
 
 
 def rayleigh(dx: torch.Tensor, dg: torch.Tensor) -> torch.Tensor:
@@ -117,14 +119,15 @@ def lanczos_smallest(hvp: Callable[[torch.Tensor], torch.Tensor], start: torch.T
 
 def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: int = 20, n_pairs: int = 1000,
                     near_distance: float = 0.5, seed: int = 0, device: str = "cpu",
-                    batch: int = 250) -> ConvexityReport:
+                    batch: int = 250, progress: Progress | None = None) -> ConvexityReport:
     """Smallest Hessian eigenvalue of phi at ``n_points`` noise draws, and monotonicity over pairs.
 
     Far pairs are independent draws; near pairs are x, x + d with |d| = ``near_distance`` (the
     noise itself has norm ~ 28). Only maps of the noise space onto itself have a potential: a
     DCGAN generator is refused. For a decoder potential, whose negative curvature enters through
     its code, each point gets a second Lanczos run started in span(E) and keeps the lower
-    estimate.
+    estimate. ``progress`` sees "point k/n_points" after every Hessian-vector product (k counts the
+    points whose Lanczos runs are done, in fractions of a batch), then "monotonicity pairs" (k/3 of the batched forward passes).
     """
     if tuple(generator.noise_shape) != IMAGE_NOISE:
         raise InputError(f"{generator.config['model']}: noise and images differ in dimension, "
@@ -133,23 +136,38 @@ def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: i
     generator = generator.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
     points = torch.randn((n_points, *IMAGE_NOISE), generator=gen)
-    estimates = []
+    report = or_silent(progress)
+    report(0, n_points, f"point 0/{n_points}")
+    estimates, done = [], 0
     for chunk in points.split(batch):
         x = chunk.to(device)
         starts = [torch.randn(chunk.shape, generator=gen)]
         in_code = code_directions(generator, len(chunk), gen)
         if in_code is not None:
             starts.append(in_code.view(chunk.shape))
-        runs = [lanczos_smallest(lambda v, x=x: hvp(generator, x, v.to(device)), start, lanczos_steps)[0]
-                for start in starts]
+        products = itertools.count(1)
+        work = len(starts) * lanczos_steps
+
+        def counted_hvp(v: torch.Tensor, x: torch.Tensor = x) -> torch.Tensor:
+            product = hvp(generator, x, v.to(device))
+            points_done = done + len(chunk) * next(products) // work
+            report(points_done, n_points, f"point {points_done}/{n_points}")
+            return product
+
+        runs = [lanczos_smallest(counted_hvp, start, lanczos_steps)[0] for start in starts]
         estimates.append(torch.stack(runs).min(0).values)
+        done += len(chunk)
+    report(0, 3, "monotonicity pairs")
     eigen = torch.cat(estimates)
     x = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
     far = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
     step = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
     near = x + near_distance * step / step.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     with torch.no_grad():
-        outputs = [torch.cat([generator(c.to(device)).cpu() for c in t.split(batch)]) for t in (x, far, near)]
+        outputs = []
+        for index, t in enumerate((x, far, near)):
+            outputs.append(torch.cat([generator(c.to(device)).cpu() for c in t.split(batch)]))
+            report(index + 1, 3, "monotonicity pairs")
     q_far = rayleigh((x - far).flatten(1), (outputs[0] - outputs[1]).flatten(1))
     q_near = rayleigh((x - near).flatten(1), (outputs[0] - outputs[2]).flatten(1))
     return ConvexityReport(

@@ -21,7 +21,8 @@ from otmap_cli.restoration import pnpflow, tiles
 from otmap_cli.restoration.options import RestoreOptions, resolve
 from otmap_cli.restoration.physics import (blur_filter, degrade, estimate_noise_sigma, make_physics, mask_tensor,
                                            to_array, to_tensor)
-from otmap_cli.restoration.pnpflow import Denoiser, Progress
+from otmap_cli.progress import Progress
+from otmap_cli.restoration.pnpflow import Denoiser
 from otmap_cli.restoration.prior import AsDeepinvDenoiser, default_prior
 
 SR_REACH = 2  # the bicubic filter reaches 2 low-resolution pixels (4 * scale taps)
@@ -109,6 +110,7 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
                 where = f"tile {index + 1}/{count} · " if count > 1 else ""
                 progress(index * stages + done, count * stages, f"{where}{unit} {done}/{stages}")
 
+        tick(0)  # the tile's phase, named before its first (slow) pass
         tile = y[..., r0:r1, c0:c1].to(device)
         counted = _Counting(prior, tick)
         if solver == "mmse":  # one denoising; no forward model, so no deepinv import

@@ -41,8 +41,6 @@ from otmap_cli.restoration.options import Settings
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """D(x_t, t) = E[x1 | x_t] for images in [-1, 1] and times t of shape (batch,), e.g. a FlowPrior."""
-Progress = Callable[[int, int, str], None]
-"""progress(done, total, phase): e.g. (14, 400, "tile 1/4 · step 14/100")."""
 
 
 def squared_norm(physics, x: torch.Tensor) -> float:

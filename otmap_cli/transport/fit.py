@@ -22,17 +22,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
 from otmap_cli.nets.monotone import MODELS, MonotoneGradientNet
+from otmap_cli.progress import Progress, or_silent
 from otmap_cli.transport.gaussian import gaussian_brenier
 from otmap_cli.transport.losses import SlicedWasserstein, make_loss
 from otmap_cli.transport.settings import FitSettings
 
-ProgressFn = Callable[[int, int], None]
+FIT_PHASE = "fitting map"
 MIN_POINTS = 5  # a fifth of the points is held out for the final check, so five is the least that leaves one
 
 
@@ -184,21 +184,23 @@ def _edge_excess(raw: torch.Tensor, on_low: torch.Tensor, on_high: torch.Tensor,
     return (below + above).sum(1).mean()
 
 
-def _warm_start(net, plan: HistogramPlan, settings, optimizer, progress, total) -> None:
+def _warm_start(net, plan: HistogramPlan, settings, optimizer, tick) -> None:
     """Weighted regression onto the barycentric map of the exact OT plan between colour histograms."""
     xs, targets, weights = (t.to(settings.device) for t in (plan.centroids, plan.targets, plan.weights))
     on_low, on_high = plan.edges(xs)
     for step in range(settings.warm_steps):
         pushed = _gamut_clip(net(xs), on_low, on_high, settings.output_range)
         optimizer.step(((pushed - targets).pow(2).sum(1) * weights).sum())
-        if progress:
-            progress(step + 1, total)
+        tick(step + 1)
 
 
 def fit_monotone_map(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
-                     settings: FitSettings | None = None, progress: ProgressFn | None = None,
+                     settings: FitSettings | None = None, progress: Progress | None = None,
                      net: MonotoneGradientNet | None = None) -> FitResult:
     """Fit T = grad(phi) with T#source ~= target; both are (N, d) point clouds (pixel colours).
+
+    ``progress`` gets one phase, "fitting map · step k/N", from k = 0 (before the exact OT of the
+    warm start) to N = warm steps + steps.
 
     Runs on one CPU thread: each step works on a few thousand points, where the threads' hand-offs
     cost more than they save, and far more on a busy machine (docs/decisions.md).
@@ -234,12 +236,18 @@ def _fit(source, target, settings, progress, net) -> FitResult:
     net.init_from_affine(matrix, offset, sample_rows(source, 4096, rng))
     net.to(settings.device)
     total = settings.warm_steps + settings.steps
+    report = or_silent(progress)
+
+    def tick(done: int) -> None:  # one phase counted in steps: warm start and distribution loss together
+        report(done, total, f"{FIT_PHASE} · step {done}/{total}")
+
+    tick(0)
     gains = [p for name, p in net.named_parameters() if name == "gain_raw"]
     others = [p for name, p in net.named_parameters() if name != "gain_raw"]
     # gains are exp-like (softplus far left): a larger step lets them grow by e^1 in ~10 steps
     optimizer = Adam([(others, settings.lr), (gains, 10 * settings.lr)])
     plan = HistogramPlan.fit(source, target, settings.summary_bins, settings.output_range)
-    _warm_start(net, plan, settings, optimizer, progress, total)
+    _warm_start(net, plan, settings, optimizer, tick)
     loss_fn = make_loss(settings.loss, dim, seed=settings.seed)
     for step in range(settings.steps):
         xs = sample_rows(source, settings.batch, rng).to(settings.device)
@@ -249,8 +257,7 @@ def _fit(source, target, settings, progress, net) -> FitResult:
         loss_fn.update(pushed, ys)
         loss = loss_fn(pushed, ys) + settings.edge_weight * _edge_excess(raw, *plan.edges(xs), settings)
         optimizer.step(loss, decay=0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1))))  # cosine
-        if progress:
-            progress(settings.warm_steps + step + 1, total)
+        tick(settings.warm_steps + step + 1)
     net.eval()
     with torch.no_grad():
         pushed = _pushed(net, src_check.to(settings.device), settings).cpu()

@@ -8,8 +8,9 @@ from typing import Sequence
 import numpy as np
 
 from otmap_cli.io import Image
+from otmap_cli.progress import Progress, or_silent
 from otmap_cli.transport.colormap import ColourMap
-from otmap_cli.transport.fit import FitResult, FitSettings, ProgressFn, fit_monotone_map
+from otmap_cli.transport.fit import FitResult, FitSettings, fit_monotone_map
 
 DEFAULT_SAMPLE_PIXELS = 50_000
 # C-MGN width for colour maps: the fit's time is the product's speed, and a map of RGB needs little
@@ -38,7 +39,7 @@ def pixel_samples(images: Sequence[Image], n: int, seed: int = 0) -> np.ndarray:
 
 
 def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings | None = None,
-                   sample_pixels: int = DEFAULT_SAMPLE_PIXELS, progress: ProgressFn | None = None,
+                   sample_pixels: int = DEFAULT_SAMPLE_PIXELS, progress: Progress | None = None,
                    strength: float = 1.0) -> tuple[ColourMap, FitResult]:
     """Fit the Brenier map from the pooled colours of ``sources`` to those of ``style``.
 
@@ -61,7 +62,7 @@ def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings
 
 
 def recolor(source: Image, style: Image, settings: FitSettings | None = None, strength: float = 1.0,
-            exact: bool = False, progress: ProgressFn | None = None, *, colour_map: ColourMap | None = None,
+            exact: bool = False, progress: Progress | None = None, *, colour_map: ColourMap | None = None,
             in_place: bool = False) -> tuple[Image, ColourMap, FitResult | None]:
     """Re-colour ``source`` with the palette of ``style``; alpha, ICC and bit depth are kept.
 
@@ -71,9 +72,14 @@ def recolor(source: Image, style: Image, settings: FitSettings | None = None, st
         >>> shared, _ = fit_colour_map(frames, style)          # doctest: +SKIP
         >>> outputs = [recolor(f, style, colour_map=shared)[0] for f in frames]  # doctest: +SKIP
 
-    ``in_place`` maps into ``source.rgb`` itself (bounded memory on huge images).
+    ``in_place`` maps into ``source.rgb`` itself (bounded memory on huge images). ``progress`` sees
+    the phases "fitting map · step k/N" (unless a map is given), then "applying".
     """
     result = None
+    report = or_silent(progress)
     if colour_map is None:
-        colour_map, result = fit_colour_map([source], style, settings, progress=progress, strength=strength)
-    return colour_map.apply_image(source, strength, exact, in_place=in_place), colour_map, result
+        colour_map, result = fit_colour_map([source], style, settings, progress=report, strength=strength)
+    report(0, 1, "applying")
+    mapped = colour_map.apply_image(source, strength, exact, in_place=in_place)
+    report(1, 1, "applying")
+    return mapped, colour_map, result

@@ -14,7 +14,8 @@ import torch
 
 from otmap_cli.choices import TOYS
 from otmap_cli.io import atomic_output
-from otmap_cli.transport.fit import FitSettings, ProgressFn, fit_monotone_map, sliced_w2
+from otmap_cli.progress import Progress
+from otmap_cli.transport.fit import FitSettings, fit_monotone_map, sliced_w2
 from otmap_cli.transport.gaussian import gaussian_brenier
 
 _N = 20_000
@@ -43,7 +44,7 @@ def toy_samples(case: str, seed: int = 0, n: int = _N) -> tuple[np.ndarray, np.n
     return source.astype(np.float32), target.astype(np.float32)
 
 
-def run_toy(case: str, settings: FitSettings, figure: Path | str, progress: ProgressFn | None = None,
+def run_toy(case: str, settings: FitSettings, figure: Path | str, progress: Progress | None = None,
             overwrite: bool = True) -> dict:
     """Fit the map, draw source / target / pushed samples and displacements, return the figures of merit."""
     import matplotlib

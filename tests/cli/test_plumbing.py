@@ -277,3 +277,22 @@ def test_several_sources_cannot_share_one_exported_map(tmp_path, gradient_image)
     a, b, style = gradient_image("a.png"), gradient_image("b.png"), gradient_image("c.png")
     done = invoke("recolor", str(a), str(b), str(style), "--lut", str(tmp_path / "x.cube"))
     assert done.exit_code == 2 and "--shared-map" in done.stderr
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_phases_are_drawn_on_a_terminal_only(tmp_path, monkeypatch, terminal):
+    """recolor names its phases at once; in a pipe (CliRunner's stderr) nothing of the bar appears."""
+    if terminal:
+        monkeypatch.setenv("FORCE_COLOR", "1")  # rich then treats stderr as a terminal
+        monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    else:
+        monkeypatch.delenv("FORCE_COLOR", raising=False)
+        monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    done = invoke("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"),
+                  "--steps", "20", "--warm-steps", "20")
+    assert done.exit_code == 0, done.stderr
+    drawn = [phase for phase in ("recolor · loading", "fitting map · step", "writing") if phase in done.stderr]
+    if terminal:  # a bar's last frame is always drawn; the frames between come at 10 per second
+        assert "recolor · loading" in done.stderr and "recolor day.jpg · writing" in done.stderr
+    else:
+        assert drawn == [] and "\x1b[" not in done.stderr and done.stderr.strip() == f"wrote {tmp_path / 'o.png'}"

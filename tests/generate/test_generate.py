@@ -176,6 +176,23 @@ def test_convexity_check_catches_a_concave_potential():
     assert not report.convex and report.violated_pairs == 32 and report.min_far_pair == pytest.approx(-0.1, abs=1e-5)
 
 
+def test_convexity_check_reports_points_as_it_goes():
+    """Named at once with its total, then every Hessian-vector product moves the count (points of the
+    batches done); the same report as without a callback."""
+    calls = []
+    generator = tiny_generator(potential="decoder")
+    report = check_convexity(generator, n_points=6, lanczos_steps=3, n_pairs=8, batch=4,
+                             progress=lambda *c: calls.append(c))
+    points = [c for c in calls if c[2].startswith("point")]
+    assert points[0] == (0, 6, "point 0/6") and points[-1] == (6, 6, "point 6/6")
+    assert len(points) == 1 + 2 * 2 * 3  # two batches, two Lanczos runs (decoder: one in the code), 3 steps
+    assert all(a[0] <= b[0] for a, b in zip(points, points[1:])) and all(c[1] == 6 for c in points)
+    assert all(c[2] == f"point {c[0]}/6" for c in points)
+    assert [c for c in calls[len(points):]] == [(k, 3, "monotonicity pairs") for k in range(4)]
+    assert report.min_eigenvalue == check_convexity(generator, n_points=6, lanczos_steps=3, n_pairs=8,
+                                                    batch=4).min_eigenvalue
+
+
 def test_decoder_potential_bends_down_only_in_the_span_of_its_code():
     """Off span(E) the Hessian is gain (I + J E)^T diag(s'') (I + J E) + alpha I + V^T V >= alpha I."""
     generator = tiny_generator(potential="decoder").double()

@@ -242,7 +242,7 @@ def test_progress_and_seed():
     calls = []
     first = api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5, solver="pnp-flow",
                             progress=lambda n, total, phase: calls.append((n, total, phase)))
-    assert calls == [(n, 7, f"step {n}/7") for n in range(1, 8)]
+    assert calls == [(n, 7, f"step {n}/7") for n in range(0, 8)]  # named at once, total known
     np.testing.assert_array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=5,
                                                          solver="pnp-flow"))
     assert not np.array_equal(first, api.restore_rgb(clean, "denoise", steps=7, prior=gaussian_prior, seed=6))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import SAMPLES
-from otmap_cli.io import read_image
+from otmap_cli.io import Image, read_image
 from otmap_cli.transport.colormap import ColourMap
 from otmap_cli.transport.fit import FitSettings
 from otmap_cli.transport.gaussian import gaussian_brenier
@@ -149,3 +149,28 @@ def test_ffmpeg_lut3d_reads_our_cube_like_we_do(tmp_path, interpolation):
     theirs = read_image(tmp_path / "ff.png").rgb
     ours = apply_lut(table, read_image(tmp_path / "day.png").rgb, interpolation=interpolation)
     assert np.abs(theirs - ours).max() <= 1.01 / 255
+
+
+def _phases_in_order(calls):
+    """Consecutive calls grouped by phase name (without its counts), checking that every phase has
+    its total from the first call and that the counts within it never decrease."""
+    order = []
+    for done, total, phase in calls:
+        name = phase.split(" · step")[0]
+        assert isinstance(total, int) and total >= 1 and 0 <= done <= total
+        if order and order[-1][0] == name:
+            assert done >= order[-1][1] and total == order[-1][2]
+            order[-1] = (name, done, total)
+        else:
+            order.append((name, done, total))
+    return order
+
+
+def test_recolor_reports_named_phases_with_known_totals():
+    rng = np.random.default_rng(0)
+    source, style = (Image(rgb=rng.random((20, 20, 3), dtype=np.float32)) for _ in range(2))
+    calls = []
+    recolor(source, style, FitSettings(steps=5, warm_steps=7, batch=64), progress=lambda *c: calls.append(c))
+    assert calls[0] == (0, 12, "fitting map · step 0/12")  # named before the exact OT of the warm start
+    assert [(name, done) for name, done, _ in _phases_in_order(calls)] == [("fitting map", 12), ("applying", 1)]
+    assert [c[2] for c in calls[:13]] == [f"fitting map · step {k}/12" for k in range(13)]
