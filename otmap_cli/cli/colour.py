@@ -114,6 +114,9 @@ def recolor(
 
             plot_transfer(images[0], style, colour_map.apply_image(images[0], strength, exact), plot,
                           overwrite=batch.force)
+        for path in (save_map, lut, plot):
+            if path is not None:
+                wrote(path)
 
     shared = None
     if shared_map:
