@@ -4,7 +4,7 @@ The validation images are the last ``validation_images`` (6) files of train_natu
 ``otmap train flow`` holds out of training; centre crops keep the CPU time small. Every task of
 benchmarks/restore.py is degraded with seed = image index and restored for each (N, alpha) in the
 grid; prints the grid best first, per task, and writes JSON. The chosen values go into
-``otmap_cli/restoration/options.PNPFLOW_DEFAULTS`` by hand, with the table in the README.
+``otmap_cli/restoration/options.PNPFLOW_DEFAULTS`` by hand, with the table in docs/decisions.md.
 
     python benchmarks/tune_restore.py --out benchmarks/results
 """

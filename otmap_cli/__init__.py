@@ -12,7 +12,7 @@ Everything a command does is one call here (imported lazily, so ``import otmap_c
     digits = sample(None, 16, seed=3)        # otmap sample: uint8 16 x 28 x 28 from the shipped generator
 
 The packages: ``transport`` (colour maps), ``restore`` (PnP-Flow), ``generate`` (MNIST
-generators), ``nets`` (networks), ``cli`` (the ``otmap`` command); see README "Architecture".
+generators), ``nets`` (networks), ``cli`` (the ``otmap`` command); see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ _API = {
     "check_convexity": "otmap_cli.generate.convexity", "load_generator": "otmap_cli.generate.models",
     # training
     "train_flow": "otmap_cli.restoration.train", "train_brenier": "otmap_cli.generate.brenier",
-    "train_classifier": "otmap_cli.generate.classifier",
+    "train_classifier": "otmap_cli.generate.classifier", "FlowTrainConfig": "otmap_cli.restoration.train",
+    "BrenierTrainConfig": "otmap_cli.generate.brenier", "ClassifierTrainConfig": "otmap_cli.generate.classifier",
     # errors
     "OtmapError": "otmap_cli.errors", "InputError": "otmap_cli.errors",
 }

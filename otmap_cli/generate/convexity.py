@@ -127,7 +127,8 @@ def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: i
     DCGAN generator is refused. For a decoder potential, whose negative curvature enters through
     its code, each point gets a second Lanczos run started in span(E) and keeps the lower
     estimate. ``progress`` sees "point k/n_points" after every Hessian-vector product (k counts the
-    points whose Lanczos runs are done, in fractions of a batch), then "monotonicity pairs" (k/3 of the batched forward passes).
+    points whose Lanczos runs are done, in fractions of a batch), then "monotonicity pairs" (k/3: the
+    three batched forward passes).
     """
     if tuple(generator.noise_shape) != IMAGE_NOISE:
         raise InputError(f"{generator.config['model']}: noise and images differ in dimension, "
