@@ -25,8 +25,8 @@ def _strength(value: float) -> float:
 
 
 MASK_HELP = ("Re-colour only where this image is white (above 50 %; its alpha if it has transparency, else its "
-             "grey level), with a feathered edge; every other pixel is left byte-identical. Same size as the "
-             "image.")
+             "grey level), with a feathered edge; every other pixel is left as it was (bit for bit in a PNG or "
+             "TIFF output). Same size as the image.")
 FEATHER_HELP = ("Width in pixels of the --mask edge: the change fades out along a smoothstep of the distance "
                 "to the white region, and is zero from this distance on (0 = hard edge). Default 8.")
 
