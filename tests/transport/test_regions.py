@@ -9,6 +9,7 @@ import pytest
 from conftest import SAMPLES, invoke
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image, read_image, write_image
+from otmap_cli.transport.colormap import apply_map
 from otmap_cli.transport.fit import FitSettings
 from otmap_cli.transport.recolor import recolor
 from otmap_cli.transport.regions import feather_weights, map_region, read_mask, region_weights
@@ -67,6 +68,7 @@ def test_masked_fit_is_the_brenier_map_between_the_masked_clouds(two_region_pair
     assert colour_map.info["masked"] and colour_map.info["style_masked"]
     assert _rmse_to_closed_form(src, out) < 0.01
     np.testing.assert_array_equal(out.rgb[:, 60:], src.rgb[:, 60:])  # feather 0: the rest untouched
+    np.testing.assert_array_equal(apply_map(colour_map, src, mask=mask, feather=0).rgb, out.rgb)
 
 
 def test_without_the_masks_the_map_is_not_that_map(two_region_pair):
