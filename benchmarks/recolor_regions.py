@@ -126,7 +126,8 @@ def main() -> None:
         src, sty = read_image(src_path).rgb, read_image(sty_path).rgb
         row = {"pair": name, **colour_only(src, sty, args), "regions": regions(src, sty, args)}
         rows.append(row)
-        print(f"{name:>16}  L* err {row['lightness_error_8bit']['mean']:.3f} (p99 {row['lightness_error_8bit']['p99']:.2f})"
+        error = row["lightness_error_8bit"]
+        print(f"{name:>16}  L* err {error['mean']:.3f} (p99 {error['p99']:.2f})"
               f"  chroma W2 {row['chroma_w2_without_flag']:.2f} -> {row['chroma_w2_with_flag']:.2f}"
               f"  region W2 {row['regions']['w2_region_output']:.4f}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ def main() -> None:
         print(f"| {r['pair']} | {g['w2_region_source']:.4f} | {g['w2_region_output']:.4f} | {g['w2_region_floor']:.4f} "
               f"| {g['changed_outside_feather']} of {g['pixels_outside_feather']} | {g['seconds']:.1f} |")
     print(f"\nmedian fit s {np.median([r['fit_seconds'] for r in rows]):.2f}, "
-          f"median extra s for the flag {np.median([r['flag_seconds'] for r in rows]):.2f}")
+          f"median s of an apply with the flag {np.median([r['flag_seconds'] for r in rows]):.2f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Everything a command does is one call here (imported lazily, so ``import otmap_cli`` stays cheap)::
 
-    from otmap_cli import read_image, write_image, recolor, fit_colour_map, restore, sample
+    from otmap_cli import read_image, write_image, recolor, fit_colour_map, read_mask, restore, sample
 
     image, colour_map, _ = recolor(read_image("day.jpg"), read_image("sunset.jpg"))   # otmap recolor
     write_image(image, "day_at_sunset.png"); colour_map.save("sunset.safetensors")

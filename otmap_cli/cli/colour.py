@@ -119,8 +119,7 @@ def recolor(
     from otmap_cli.device import resolve_device
     from otmap_cli.io import read_image, write_image
     from otmap_cli.transport.recolor import fit_colour_map
-
-    from otmap_cli.transport.regions import mask_region, region_weights
+    from otmap_cli.transport.regions import feather_weights, mask_region
 
     settings.device = resolve_device(device.value)
     style = read_image(style_path, batch.max_pixels)
@@ -128,8 +127,12 @@ def recolor(
     if style_mask_pixels is not None:
         mask_region(style_mask_pixels, style, f"--style-mask {style_mask}", f"the style {style_path}")
 
+    def region_for(image, path):
+        return None if source_mask is None else mask_region(source_mask, image, f"--mask {mask}", str(path))
+
     def weights_for(image, path):
-        return None if source_mask is None else region_weights(source_mask, image, feather, f"--mask {mask}", str(path))
+        region = region_for(image, path)
+        return None if region is None else feather_weights(region, feather)
 
     def fit(images):
         with progress("fitting colour map") as update:
@@ -158,9 +161,10 @@ def recolor(
     if shared_map:
         kept = [s for s in sources if s not in plan.skipped]
         images = [read_image(s, batch.max_pixels) for s in kept]
-        weights = [weights_for(image, s) for image, s in zip(images, kept)]  # checks every mask size first
+        for image, path in zip(images, kept):  # every mask size is checked before the fit
+            region_for(image, path)
         shared = fit(images)
-        export(shared, images, weights[0])
+        export(shared, images, weights_for(images[0], kept[0]) if plot is not None else None)
 
     def work(source: Path) -> dict:
         start = time.time()

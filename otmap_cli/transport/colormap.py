@@ -64,7 +64,8 @@ class ColourMap:
         return sample_lut(lambda c: self.transform(c, strength, preserve_luminance), size)
 
     def apply(self, rgb: np.ndarray, strength: float | None = None, exact: bool = False,
-              chunk: int = 1 << 20, out: np.ndarray | None = None, preserve_luminance: bool | None = None) -> np.ndarray:
+              chunk: int = 1 << 20, out: np.ndarray | None = None,
+              preserve_luminance: bool | None = None) -> np.ndarray:
         """Map every pixel of an (H, W, 3) array in [0, 1]; result clipped to [0, 1].
 
         ``out`` may be ``rgb`` itself (float32, contiguous) to map in place, chunk by chunk.
@@ -89,11 +90,13 @@ class ColourMap:
         ``weights`` (H, W), from ``regions.region_weights``, limits the change to a feathered region.
         """
         out = image.rgb if in_place else None
+
+        def mapper(rgb: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            return self.apply(rgb, strength, exact, out=out, preserve_luminance=preserve_luminance)
+
         if weights is None:
-            return image.with_rgb(self.apply(image.rgb, strength, exact, out=out, preserve_luminance=preserve_luminance))
-        mapped = map_region(lambda rgb: self.apply(rgb, strength, exact, out=rgb, preserve_luminance=preserve_luminance),
-                            image.rgb, weights, out)
-        return image.with_rgb(mapped)
+            return image.with_rgb(mapper(image.rgb, out))
+        return image.with_rgb(map_region(lambda rgb: mapper(rgb, rgb), image.rgb, weights, out))
 
     def write_cube(self, path: Path | str, size: int = 33, strength: float | None = None, title: str = "otmap") -> None:
         """Export as a 3D LUT (.cube) for ffmpeg, Resolve or Photoshop."""

@@ -48,7 +48,8 @@ def pixel_samples(images: Sequence[Image], n: int, seed: int = 0,
 def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings | None = None,
                    sample_pixels: int = DEFAULT_SAMPLE_PIXELS, progress: ProgressFn | None = None,
                    strength: float = 1.0, *, masks: Sequence[np.ndarray] | None = None,
-                   style_mask: np.ndarray | None = None, preserve_luminance: bool = False) -> tuple[ColourMap, FitResult]:
+                   style_mask: np.ndarray | None = None,
+                   preserve_luminance: bool = False) -> tuple[ColourMap, FitResult]:
     """Fit the Brenier map from the pooled colours of ``sources`` to those of ``style``.
 
     Several sources give one shared map (consistent colours across video frames). ``masks`` (one
