@@ -2,11 +2,12 @@
 
 Everything a command does is one call here (imported lazily, so ``import otmap_cli`` stays cheap)::
 
-    from otmap_cli import read_image, write_image, recolor, fit_colour_map, restore, sample
+    from otmap_cli import read_image, write_image, recolor, fit_colour_map, read_mask, restore, sample
 
     image, colour_map, _ = recolor(read_image("day.jpg"), read_image("sunset.jpg"))   # otmap recolor
     write_image(image, "day_at_sunset.png"); colour_map.save("sunset.safetensors")
     shared, _ = fit_colour_map(frames, style)                                         # --shared-map
+    sea, _, _ = recolor(day, sunset, mask=read_mask("sea.png"), preserve_luminance=True)  # --mask, ...
     clean = restore(read_image("noisy.png"), "denoise", noise_sigma=25 / 255)          # otmap restore
     noisy, mask = degrade(read_image("clean.png"), "inpaint", mask_ratio=0.5)          # otmap degrade
     digits = sample(None, 16, seed=3)        # otmap sample: uint8 16 x 28 x 28 from the shipped generator
@@ -29,6 +30,7 @@ _API = {
     "recolor": "otmap_cli.transport.recolor", "fit_colour_map": "otmap_cli.transport.recolor",
     "ColourMap": "otmap_cli.transport.colormap", "apply_map": "otmap_cli.transport.colormap",
     "FitSettings": "otmap_cli.transport.settings", "fit_monotone_map": "otmap_cli.transport.fit",
+    "read_mask": "otmap_cli.transport.regions",
     "run_toy": "otmap_cli.transport.toy",
     # restoration
     "restore": "otmap_cli.restoration.api", "degrade": "otmap_cli.restoration.api", "quality": "otmap_cli.restoration.api",

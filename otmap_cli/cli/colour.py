@@ -24,6 +24,31 @@ def _strength(value: float) -> float:
     return value
 
 
+MASK_HELP = ("Re-colour only where this image is white (above 50 %; its alpha if it has transparency, else its "
+             "grey level), with a feathered edge; every other pixel is left as it was (bit for bit in a PNG or "
+             "TIFF output). Same size as the image.")
+FEATHER_HELP = ("Width in pixels of the --mask edge: the change fades out along a smoothstep of the distance "
+                "to the white region, and is zero from this distance on (0 = hard edge). Default 8.")
+
+
+def _feather(feather: Optional[float], mask: Optional[Path]) -> float:
+    """The feather width, refusing one given without a mask (it would silently do nothing)."""
+    from otmap_cli.transport.regions import DEFAULT_FEATHER, check_feather
+
+    if feather is not None and mask is None:
+        raise InputError("--feather shapes the edge of --mask; give --mask MASK.png too")
+    try:
+        return check_feather(DEFAULT_FEATHER if feather is None else feather)
+    except InputError as exc:
+        raise InputError(f"--{exc}") from None
+
+
+def _read_mask(path: Optional[Path], max_pixels: int):
+    from otmap_cli.transport.regions import read_mask
+
+    return None if path is None else read_mask(path, max_pixels)
+
+
 @grouped
 def recolor(
     inputs: List[Path] = typer.Argument(..., metavar="SOURCE... STYLE",
@@ -53,6 +78,16 @@ def recolor(
     lut_size: int = typer.Option(33, "--lut-size", help=f"LUT grid size: {', '.join(map(str, LUT_SIZES))}."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Save a figure (.png): images and colour "
                                         "distributions before/after."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP + " The map is fitted on the colours of "
+                                        "that region only (a saved map or LUT is the colour map alone: give "
+                                        "'otmap apply' the mask again)."),
+    style_mask: Optional[Path] = typer.Option(None, "--style-mask", help="Take the palette only from where this "
+                                              "image is white in STYLE (same rule and size as --mask)."),
+    feather: Optional[float] = typer.Option(None, "--feather", help=FEATHER_HELP),
+    preserve_luminance: bool = typer.Option(False, "--preserve-luminance", help="Colour only: keep each pixel's "
+                                            "lightness (CIELAB L*) and take the map's colour (a*, b*); where that "
+                                            "colour does not exist at that lightness, its saturation is reduced. "
+                                            "--lut and --save-map keep this too."),
     seed: int = typer.Option(0, "--seed", help="Random seed (pixel sampling, initialisation)."),
     device=DEVICE,
     *, batch: Batch,
@@ -64,9 +99,10 @@ def recolor(
     *sources, style_path = inputs
     if not batch.keep_going:
         require_files(inputs)
-    require_files([style_path])
+    require_files([style_path, mask, style_mask])
     sources = select_shard(sources, batch.shard)
     _strength(strength)
+    feather = _feather(feather, mask)
     if lut is not None:
         one_of(lut_size, LUT_SIZES, "--lut-size")
     from otmap_cli.transport.settings import FitSettings
@@ -82,26 +118,42 @@ def recolor(
     if given and len(sources) > 1 and not shared_map:
         raise InputError(f"{'/'.join(given)} saves one map, but {len(sources)} sources get a map each; add "
                          "--shared-map (one map for all) or run one source at a time")
-    plan = plan_outputs(sources, output, name, inputs, batch,
+    masks = [p for p in (mask, style_mask) if p is not None]
+    plan = plan_outputs(sources, output, name, inputs + masks, batch,
                         extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
     with progress("recolor", "loading"):  # the first import of torch takes seconds
         from otmap_cli.device import resolve_device
         from otmap_cli.io import read_image, write_image
-        from otmap_cli.transport.recolor import fit_colour_map, recolor as recolor_image
+        from otmap_cli.transport.recolor import fit_colour_map
+        from otmap_cli.transport.regions import feather_weights, mask_region
 
         settings.device = resolve_device(device.value)
         style = read_image(style_path, batch.max_pixels)
+        source_mask = _read_mask(mask, batch.max_pixels)
+        style_mask_pixels = _read_mask(style_mask, batch.max_pixels)
+    if style_mask_pixels is not None:
+        mask_region(style_mask_pixels, style, f"--style-mask {style_mask}", f"the style {style_path}")
+
+    def region_for(image, path):
+        return None if source_mask is None else mask_region(source_mask, image, f"--mask {mask}", str(path))
+
+    def weights_for(image, path):
+        region = region_for(image, path)
+        return None if region is None else feather_weights(region, feather)
 
     def fit(images, update):
         try:
-            colour_map, fitted = fit_colour_map(images, style, settings, progress=update, strength=strength)
+            colour_map, fitted = fit_colour_map(
+                images, style, settings, progress=update, strength=strength, style_mask=style_mask_pixels,
+                masks=None if source_mask is None else [source_mask] * len(images),
+                preserve_luminance=preserve_luminance)
         except ValueError as exc:
             raise InputError(str(exc)) from None
         if fitted.fell_back:
             say("otmap: warning: the network fit did not beat the closed-form Gaussian map; using that map")
         return colour_map
 
-    def export(colour_map, images, update):
+    def export(colour_map, images, weights, update):
         if given:
             update(0, 1, "exporting " + ", ".join(given))
         if save_map is not None:
@@ -112,28 +164,32 @@ def recolor(
         if plot is not None:
             from otmap_cli.transport.plot import plot_transfer
 
-            plot_transfer(images[0], style, colour_map.apply_image(images[0], strength, exact), plot,
-                          overwrite=batch.force)
+            plot_transfer(images[0], style, colour_map.apply_image(images[0], strength, exact, weights=weights),
+                          plot, overwrite=batch.force)
         for path in (save_map, lut, plot):
             if path is not None:
                 wrote(path)
 
     shared = None
     if shared_map:
-        with progress(f"recolor {len(sources)} sources", "loading") as update:
-            images = [read_image(s, batch.max_pixels) for s in sources if s not in plan.skipped]
+        kept = [s for s in sources if s not in plan.skipped]
+        with progress(f"recolor {len(kept)} sources", "loading") as update:
+            images = [read_image(s, batch.max_pixels) for s in kept]
+            for image, path in zip(images, kept):  # every mask size is checked before the fit
+                region_for(image, path)
             shared = fit(images, update)
-            export(shared, images, update)
+            export(shared, images, weights_for(images[0], kept[0]) if plot is not None else None, update)
 
     def work(source: Path) -> dict:
         start = time.time()
         with progress(f"recolor {source.name}", "loading") as update:
             image = read_image(source, batch.max_pixels)
+            weights = weights_for(image, source)
             colour_map = shared or fit([image], update)
             if shared is None:
-                export(colour_map, [image], update)
-            result, _, _ = recolor_image(image, style, strength=strength, exact=exact, colour_map=colour_map,
-                                         in_place=True, progress=update)  # in place: bounded memory
+                export(colour_map, [image], weights, update)
+            update(0, 1, "applying")
+            result = colour_map.apply_image(image, strength, exact, in_place=True, weights=weights)  # bounded memory
             update(0, 1, "writing")
             write_image(result, plan.outputs[source], overwrite=batch.force)
         wrote(plan.outputs[source])
@@ -155,23 +211,33 @@ def apply(
     strength: Optional[float] = typer.Option(None, "--strength", help="0..1 partial transfer (default: the "
                                              "strength saved in the map; 1 for a .cube)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help=MASK_HELP),
+    feather: Optional[float] = typer.Option(None, "--feather", help=FEATHER_HELP),
     *, batch: Batch,
 ):
     """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically."""
     if strength is not None:
         _strength(strength)
-    require_files([map_file] + ([] if batch.keep_going else inputs))
+    feather = _feather(feather, mask)
+    require_files([map_file, mask] + ([] if batch.keep_going else inputs))
     inputs = select_shard(inputs, batch.shard)
-    plan = plan_outputs(inputs, output, name, [map_file, *inputs], batch)
+    plan = plan_outputs(inputs, output, name, [map_file, *inputs] + ([mask] if mask else []), batch)
     from otmap_cli.io import read_image, write_image
     from otmap_cli.transport.colormap import load_map
+    from otmap_cli.transport.regions import map_region, region_weights
 
     mapper = load_map(map_file, strength, exact)
+    region_mask = _read_mask(mask, batch.max_pixels)
 
     def work(source: Path) -> dict:
         start = time.time()
         image = read_image(source, batch.max_pixels)
-        write_image(image.with_rgb(mapper(image.rgb)), plan.outputs[source], overwrite=batch.force)
+        if region_mask is None:
+            mapped = mapper(image.rgb)
+        else:
+            mapped = map_region(mapper, image.rgb, region_weights(region_mask, image, feather, f"--mask {mask}",
+                                                                  str(source)), out=image.rgb)
+        write_image(image.with_rgb(mapped), plan.outputs[source], overwrite=batch.force)
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3)}
 

@@ -7,7 +7,9 @@ evaluate the network. Either way an 8-bit image's distinct colours are mapped on
 (``lut.map_colours``), in chunks, so memory is bounded by the chunk size beyond the input and
 output arrays. The interpolation error is measured in benchmarks/recolor.py.
 Partial transfer follows the Wasserstein geodesic (McCann's displacement interpolation, McCann
-1997): x -> (1 - s) x + s T(x).
+1997): x -> (1 - s) x + s T(x). ``preserve_luminance`` then keeps the input's L* (``luminance.py``);
+both are functions of the input colour, so the table, the .cube and a saved map reproduce them.
+A region (``regions.py``) is not: it is given at each application (``weights``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from otmap_cli.errors import InputError
 from otmap_cli.io import Image
 from otmap_cli.nets.monotone import MonotoneGradientNet, build_monotone, monotone_config_fields, monotone_shapes
 from otmap_cli.transport.lut import apply_lut, blend_with_identity, map_colours, read_cube, sample_lut, write_cube
+from otmap_cli.transport.regions import DEFAULT_FEATHER, map_region, region_weights
 from otmap_cli.weights import Number, load_model, save_tensors
 
 MAP_KIND = "colour-map"
@@ -39,17 +42,30 @@ class ColourMap:
         """The strength the map was saved with (``recolor --strength``): what ``apply`` uses by default."""
         return float(self.info.get("strength", 1.0))
 
-    def transform(self, colours: torch.Tensor, strength: float | None = None) -> torch.Tensor:
-        """Displacement interpolation (1 - s) x + s T(x) of an (N, 3) tensor (s: the saved strength)."""
+    @property
+    def preserve_luminance(self) -> bool:
+        """Whether the map was saved with ``recolor --preserve-luminance`` (then ``apply`` keeps L* too)."""
+        return bool(self.info.get("preserve_luminance", False))
+
+    def transform(self, colours: torch.Tensor, strength: float | None = None,
+                  preserve_luminance: bool | None = None) -> torch.Tensor:
+        """Displacement interpolation (1 - s) x + s T(x) of an (N, 3) tensor, at the input's L* if
+        ``preserve_luminance`` (None: as saved)."""
         strength = self.strength if strength is None else strength
         with torch.no_grad():
-            return colours + strength * (self.net(colours) - colours)
+            mapped = colours + strength * (self.net(colours) - colours)
+        if not (self.preserve_luminance if preserve_luminance is None else preserve_luminance):
+            return mapped
+        from otmap_cli.transport.luminance import keep_luminance
 
-    def lut(self, size: int, strength: float | None = None) -> np.ndarray:
-        return sample_lut(lambda c: self.transform(c, strength), size)
+        return torch.from_numpy(keep_luminance(colours.numpy(), mapped.clamp(0, 1).numpy()))
+
+    def lut(self, size: int, strength: float | None = None, preserve_luminance: bool | None = None) -> np.ndarray:
+        return sample_lut(lambda c: self.transform(c, strength, preserve_luminance), size)
 
     def apply(self, rgb: np.ndarray, strength: float | None = None, exact: bool = False,
-              chunk: int = 1 << 20, out: np.ndarray | None = None) -> np.ndarray:
+              chunk: int = 1 << 20, out: np.ndarray | None = None,
+              preserve_luminance: bool | None = None) -> np.ndarray:
         """Map every pixel of an (H, W, 3) array in [0, 1]; result clipped to [0, 1].
 
         ``out`` may be ``rgb`` itself (float32, contiguous) to map in place, chunk by chunk.
@@ -58,17 +74,29 @@ class ColourMap:
         if not 0.0 <= strength <= 1.0:
             raise InputError(f"strength must be within 0..1, got {strength}")
         if not exact and rgb.size // 3 > APPLY_LUT_SIZE**3:
-            return apply_lut(self.lut(APPLY_LUT_SIZE, strength), rgb, chunk, out)
+            return apply_lut(self.lut(APPLY_LUT_SIZE, strength, preserve_luminance), rgb, chunk, out)
 
         def network(colours: np.ndarray) -> np.ndarray:
-            return self.transform(torch.from_numpy(np.ascontiguousarray(colours, dtype=np.float32)), strength).numpy()
+            tensor = torch.from_numpy(np.ascontiguousarray(colours, dtype=np.float32))
+            return self.transform(tensor, strength, preserve_luminance).numpy()
 
         return map_colours(network, rgb, chunk, out)
 
     def apply_image(self, image: Image, strength: float | None = None, exact: bool = False,
-                    in_place: bool = False) -> Image:
-        """:meth:`apply` on an :class:`~otmap_cli.io.Image`, keeping its alpha, ICC profile and bit depth."""
-        return image.with_rgb(self.apply(image.rgb, strength, exact, out=image.rgb if in_place else None))
+                    in_place: bool = False, weights: np.ndarray | None = None,
+                    preserve_luminance: bool | None = None) -> Image:
+        """:meth:`apply` on an :class:`~otmap_cli.io.Image`, keeping its alpha, ICC profile and bit depth.
+
+        ``weights`` (H, W), from ``regions.region_weights``, limits the change to a feathered region.
+        """
+        out = image.rgb if in_place else None
+
+        def mapper(rgb: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            return self.apply(rgb, strength, exact, out=out, preserve_luminance=preserve_luminance)
+
+        if weights is None:
+            return image.with_rgb(mapper(image.rgb, out))
+        return image.with_rgb(map_region(lambda rgb: mapper(rgb, rgb), image.rgb, weights, out))
 
     def write_cube(self, path: Path | str, size: int = 33, strength: float | None = None, title: str = "otmap",
                    overwrite: bool = True) -> None:
@@ -108,12 +136,16 @@ def load_map(path: Path | str, strength: float | None = None, exact: bool = Fals
 
 
 def apply_map(colour_map: ColourMap | Path | str, image: Image, strength: float | None = None,
-              exact: bool = False) -> Image:
-    """What ``otmap apply`` does to one image: map it by a fitted map or a .cube file (a copy is returned).
+              exact: bool = False, *, mask: np.ndarray | None = None, feather: float = DEFAULT_FEATHER) -> Image:
+    """What ``otmap apply`` does to one image: map it by a fitted map or a .cube file (a copy is returned);
+    with ``mask`` (H, W in [0, 1], e.g. ``read_mask``) only its region, feathered over ``feather`` pixels.
 
         >>> out = apply_map("sunset.safetensors", read_image("frame_0001.png"))  # doctest: +SKIP
     """
+    weights = None if mask is None else region_weights(mask, image, feather)
     if isinstance(colour_map, ColourMap):
-        return colour_map.apply_image(image, strength, exact)
+        return colour_map.apply_image(image, strength, exact, weights=weights)
     mapper = load_map(colour_map, strength, exact)
-    return image.with_rgb(mapper(image.rgb.copy()))
+    if weights is None:
+        return image.with_rgb(mapper(image.rgb.copy()))
+    return image.with_rgb(map_region(mapper, image.rgb, weights))
