@@ -53,6 +53,9 @@ class BrenierTuning:
                                                   "model).")
     code: Optional[int] = typer.Option(None, "--code", help="Principal components the decoder potential reads "
                                        "(default 16); phi can bend down in at most this many directions per point.")
+    noise_scale: Optional[float] = typer.Option(None, "--noise-scale", min=1e-3, max=1e3, help="How much a "
+                                                "pixel's own noise moves its gate in the decoder potential "
+                                                "(default 1); smaller draws crisper stroke edges.")
     penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
                                                    "penalty (brenier; default 10). Raise it, with --resume, if "
                                                    "'min_eigenvalue' in the log turns negative.")
@@ -68,9 +71,10 @@ class BrenierTuning:
 
     def config(self, model: str) -> dict:
         """The BrenierTrainConfig fields that were given, ``model_options`` included."""
-        if model not in ("brenier", "icnn") and (self.potential or self.code):
-            raise InputError("--potential and --code apply to --model brenier or icnn only")
-        model_options = {"potential": self.potential.value if self.potential else None, "code": self.code}
+        if model not in ("brenier", "icnn") and (self.potential or self.code or self.noise_scale):
+            raise InputError("--potential, --code and --noise-scale apply to --model brenier or icnn only")
+        model_options = {"potential": self.potential.value if self.potential else None, "code": self.code,
+                         "noise_scale": self.noise_scale}
         values = {"search_steps": self.search_steps, "near_pairs": self.near_pairs, "near_step": self.near_step,
                   "lr": self.lr, "lr_discriminator": self.lr}
         return {"penalty_weight": self.penalty_weight,

@@ -99,6 +99,7 @@ def _new_generator(cfg: BrenierTrainConfig, train_images: torch.Tensor, log: Cal
         if generator.config["model"] != cfg.model:
             raise InputError(f"{cfg.init}: a {generator.config['model']} generator, not {cfg.model}")
         log(f"warm start from {cfg.init}")
+        _rescale_noise(generator, cfg.model_options.get("noise_scale"), log)
         return generator.to(cfg.device)
     defaults = BRENIER_POTENTIAL if cfg.model == "brenier" else {}
     generator = build_generator({"model": cfg.model, **defaults, **cfg.model_options})
@@ -108,6 +109,17 @@ def _new_generator(cfg: BrenierTrainConfig, train_images: torch.Tensor, log: Cal
             evals[:-cfg.init_rank] = 0  # ascending: keep the init_rank leading principal directions
         generator.init_gaussian(mean, evals, evecs)
     return generator.to(cfg.device)
+
+
+def _rescale_noise(generator: nn.Module, noise_scale: float | None, log: Callable[[str], None]) -> None:
+    """A warm start may change the decoder potential's noise scale: the weights keep their meaning
+    (only the pixel's own share of its gate changes), so a trained potential can be sharpened."""
+    if noise_scale is None:
+        return
+    if generator.config.get("potential") != "decoder":
+        raise InputError("noise_scale applies to the decoder potential only")
+    log(f"noise scale {generator.potential.noise_scale:g} -> {noise_scale:g}")
+    generator.potential.noise_scale = noise_scale
 
 
 def _default_classifier(cfg: BrenierTrainConfig) -> Path | None:

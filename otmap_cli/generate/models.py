@@ -62,13 +62,16 @@ class PotentialGenerator(nn.Module):
 
     def __init__(self, channels: tuple[int, int] | None = None, hidden: int = 512, activation_name: str = "softplus",
                  convex: bool = False, alpha: float = 0.02, potential: str = "conv", code: int = 16,
-                 gain: float = 2.0):
+                 gain: float = 2.0, noise_scale: float = 1.0):
         super().__init__()
         self.alpha = alpha
         if potential == "conv":
+            if noise_scale != 1.0:
+                raise InputError("noise_scale applies to the decoder potential only")
             self.potential = ConvPotential(tuple(channels or (64, 128)), hidden, activation_name, convex)
         elif potential == "decoder":
-            self.potential = DecoderPotential(code, tuple(channels or (128, 64)), gain, convex=convex)
+            self.potential = DecoderPotential(code, tuple(channels or (128, 64)), gain, convex=convex,
+                                              noise_scale=noise_scale)
         else:
             raise InputError(f"unknown potential {potential!r}")
         self.V = nn.Parameter(torch.eye(PIXELS))

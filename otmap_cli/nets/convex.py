@@ -51,7 +51,8 @@ _CHANNELS = NumberList(Number(int, 1, 4096), 2, 2)
 CONV_FIELDS = {"potential": Choice(("conv",)), "channels": _CHANNELS, "hidden": Number(int, 1, 1 << 16),
                "activation_name": Choice(ACTIVATIONS), "convex": Choice((False, True))}
 DECODER_FIELDS = {"potential": Choice(("decoder",)), "code": Number(int, 1, IMAGE_SIDE * IMAGE_SIDE),
-                  "channels": _CHANNELS, "gain": Number(float, -1e6, 1e6), "convex": Choice((False, True))}
+                  "channels": _CHANNELS, "gain": Number(float, -1e6, 1e6), "convex": Choice((False, True)),
+                  "noise_scale": Number(float, 1e-3, 1e3)}
 _OUTPUT_GAIN = 1e-2  # grad psi starts small: the generator starts at its affine (Gaussian) part
 
 
@@ -116,18 +117,21 @@ class ConvPotential(nn.Module):
 
 
 class DecoderPotential(nn.Module):
-    """psi(x) = gain * sum_p softplus(x_p + D(E x)_p): a DCGAN-like decoder D inside a potential.
+    """psi(x) = gain / a * sum_p softplus(a x_p + D(E x)_p): a DCGAN-like decoder D inside a potential.
 
     Why: in ``ConvPotential`` every backward gate s'(.) of the gradient is set by features of the
     noise itself, so at 14 x 14 the strokes G draws pass through random masks and come out broken.
     Here the pixel gate is decided by a decoder D of a global code y = E x (E: k x 784, orthonormal
     rows, fixed at the k leading principal directions of the data, so y ~ N(0, I_k) for noise):
 
-        grad psi(x) = gain * sigmoid(x + D(y))  +  gain * E^T J_D(y)^T sigmoid(x + D(y)),
+        grad psi(x) = gain * sigmoid(a x + D(y))  +  gain / a * E^T J_D(y)^T sigmoid(a x + D(y)),
 
-    i.e. a DCGAN-like image plus a correction in the k-dimensional span of E. The Hessian is
+    i.e. a DCGAN-like image plus a correction in the k-dimensional span of E. The noise scale a
+    (``noise_scale``) sets how much a pixel's own noise x_p moves its gate: at a = 1 it blurs every
+    stroke edge by a unit of logit; a smaller a gives crisper edges for a larger span(E) term.
+    The Hessian is
 
-        gain * (I + J E)^T diag(s'') (I + J E)  +  gain * E^T [sum_p s'_p Hess D_p(y)] E,
+        gain / a * (a I + J E)^T diag(s'') (a I + J E)  +  gain / a * E^T [sum_p s'_p Hess D_p(y)] E,
 
     PSD except for the last term, of rank k: phi has at most k directions of negative curvature
     per point (they mix span(E) with its complement, so the search must still run in all 784
@@ -139,10 +143,11 @@ class DecoderPotential(nn.Module):
     """
 
     def __init__(self, code: int = 16, channels: tuple[int, int] = (128, 64), gain: float = 2.0,
-                 background: float = -4.0, convex: bool = False):
+                 background: float = -4.0, convex: bool = False, noise_scale: float = 1.0):
         super().__init__()
         c1, c2 = channels
         self.code, self.channels, self.gain, self.convex = code, (c1, c2), gain, convex
+        self.noise_scale = noise_scale
         self.register_buffer("encoder", torch.zeros(code, IMAGE_SIDE * IMAGE_SIDE))
         self.dense = nn.Linear(code, c1 * 7 * 7)
         self.up1 = nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1)
@@ -157,7 +162,8 @@ class DecoderPotential(nn.Module):
     @property
     def config(self) -> dict:
         return {"potential": "decoder", "code": self.code, "channels": list(self.channels), "gain": self.gain,
-                **({"convex": True} if self.convex else {})}
+                **({"convex": True} if self.convex else {}),
+                **({"noise_scale": self.noise_scale} if self.noise_scale != 1.0 else {})}
 
     def _up(self, layer: nn.ConvTranspose2d, h: torch.Tensor) -> torch.Tensor:
         weight = F.softplus(layer.weight) if self.convex else layer.weight
@@ -173,5 +179,5 @@ class DecoderPotential(nn.Module):
         return self._up(self.up2, F.softplus(self._up(self.up1, h)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = x + self.decode(x.flatten(1) @ self.encoder.T)
-        return self.gain * F.softplus(logits).flatten(1).sum(1)
+        logits = self.noise_scale * x + self.decode(x.flatten(1) @ self.encoder.T)
+        return self.gain / self.noise_scale * F.softplus(logits).flatten(1).sum(1)

@@ -193,6 +193,25 @@ def test_convexity_check_reports_points_as_it_goes():
                                                     batch=4).min_eigenvalue
 
 
+@pytest.mark.parametrize("noise_scale", [1.0, 0.25])
+def test_decoder_potential_gradient_is_the_gated_image_plus_a_code_term(noise_scale):
+    """grad psi = gain sigmoid(a x + D(y)) + gain / a E^T J_D(y)^T sigmoid(a x + D(y)), y = E x."""
+    torch.manual_seed(0)
+    potential = PotentialGenerator(channels=(4, 8), potential="decoder", code=5, noise_scale=noise_scale).potential
+    potential.set_encoder(torch.linalg.qr(torch.randn(784, 5))[0].T)
+    potential = potential.double()
+    x = torch.randn(3, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(potential(x).sum(), x)
+    encoder = potential.encoder
+    y = (x.flatten(1) @ encoder.T).detach().requires_grad_(True)
+    decoded = potential.decode(y).flatten(1)
+    gate = torch.sigmoid(noise_scale * x.detach().flatten(1) + decoded)
+    (code_part,) = torch.autograd.grad((decoded * gate.detach()).sum(), y)
+    expected = potential.gain * gate + potential.gain / noise_scale * code_part @ encoder
+    assert torch.allclose(grad.flatten(1), expected, atol=1e-10)
+    assert potential.config.get("noise_scale", 1.0) == noise_scale
+
+
 def test_decoder_potential_bends_down_only_in_the_span_of_its_code():
     """Off span(E) the Hessian is gain (I + J E)^T diag(s'') (I + J E) + alpha I + V^T V >= alpha I."""
     generator = tiny_generator(potential="decoder").double()
@@ -266,6 +285,21 @@ def test_training_runs_resumes_and_exports(mnist_dir, tmp_path):
     assert train_brenier(warm, log=lines.append).config == load_generator(cfg.out).config
     with pytest.raises(InputError, match="not dcgan"):
         train_brenier(BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "x", init=cfg.out, model="dcgan"))
+
+
+def test_warm_start_may_sharpen_the_decoder_potential(mnist_dir, tmp_path):
+    decoder = tiny_generator(potential="decoder")
+    export_generator(decoder, tmp_path / "d.safetensors", {})
+    cfg = BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "warm", init=tmp_path / "d.safetensors", batch=8,
+                             near_pairs=4, max_steps=1, checkpoint_minutes=100, bf16=False, classifier=None,
+                             model_options={"noise_scale": 0.5})
+    lines: list[str] = []
+    assert train_brenier(cfg, log=lines.append).config["noise_scale"] == 0.5
+    assert any("noise scale 1 -> 0.5" in line for line in lines)
+    export_generator(tiny_generator(), tmp_path / "c.safetensors", {})
+    cfg.init, cfg.run_dir = tmp_path / "c.safetensors", tmp_path / "conv"
+    with pytest.raises(InputError, match="decoder potential only"):
+        train_brenier(cfg)
 
 
 # --- metrics --------------------------------------------------------------------------------
