@@ -33,8 +33,9 @@ from otmap_cli.restoration.options import TASK_DEFAULTS, finite_number, normalis
 
 PADDING = "reflect"
 SR_FILTER = "bicubic"
-# deepinv's "rec601" spectral response, spelled out so that numpy code (luma) uses the same weights
-LUMA_WEIGHTS = (0.4472 * 0.66851, 0.8781 * 0.66851, 0.1706 * 0.66851)
+# Rec. 601 luma weights, given to deepinv's Decolorize: its built-in "rec601" ones sum to 1.00002, and
+# keep_luma needs a sum of exactly 1 (grey stays grey; adding d to R, G, B adds d to the luma)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
