@@ -23,7 +23,7 @@ TASK_DEFAULTS = {
     "deblur": {"noise_sigma": 0.025, "blur_sigma": 1.0},
     "superres": {"noise_sigma": 0.025, "scale": 2},
     "inpaint": {"noise_sigma": 0.005, "mask_ratio": 0.7},
-    "colorize": {"noise_sigma": 0.005},  # 8-bit rounding of a grey photo, about 1/255/sqrt(12)
+    "colorize": {"noise_sigma": 0.005},  # a clean grey photo: a little above 8-bit rounding (0.0011)
 }
 # Upper bounds that keep a typo from running for days: 100 iterations is the paper's N, and the
 # largest Gaussian PSF we build (radius 3 sigma) must stay far below any image size.
@@ -63,7 +63,8 @@ class Settings:
 # inpainting); two data steps per iteration (deblur; four over-fit the noise); the final step
 # (deblur, super-resolution, inpainting). Super-resolution lost 0.16 dB with p = 2 and two data
 # steps but gained 0.19 dB from the final step alone. Denoising keeps the paper's iteration: with
-# H = I the final step alone is the mmse solver.
+# H = I the final step alone is the mmse solver. Colourisation: alpha chosen on 3 CBSD68 crops; the final
+# step is kept from the other tasks, not measured without (docs/restore_pnpflow.md, section 4).
 PNPFLOW_DEFAULTS: dict[str, Settings] = {
     "denoise": Settings(steps=100, alpha=0.8, averages=1),
     "deblur": Settings(steps=100, alpha=0.01, averages=1, time_power=2.0, data_steps=2, final_step=True),
