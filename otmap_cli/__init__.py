@@ -10,6 +10,7 @@ Everything a command does is one call here (imported lazily, so ``import otmap_c
     sea, _, _ = recolor(day, sunset, mask=read_mask("sea.png"), preserve_luminance=True)  # --mask, ...
     clean = restore(read_image("noisy.png"), "denoise", noise_sigma=25 / 255)          # otmap restore
     noisy, mask = degrade(read_image("clean.png"), "inpaint", mask_ratio=0.5)          # otmap degrade
+    colour = colorize(read_image("old.png"), read_image("summer.jpg"))                 # otmap colorize
     digits = sample(None, 16, seed=3)        # otmap sample: uint8 16 x 28 x 28 from the shipped generator
 
 The packages: ``transport`` (colour maps), ``restore`` (PnP-Flow), ``generate`` (MNIST
@@ -35,6 +36,8 @@ _API = {
     # restoration
     "restore": "otmap_cli.restoration.api", "degrade": "otmap_cli.restoration.api", "quality": "otmap_cli.restoration.api",
     "RestoreOptions": "otmap_cli.restoration.options", "load_prior": "otmap_cli.restoration.prior",
+    "restore_with_uncertainty": "otmap_cli.restoration.api", "heat_map": "otmap_cli.restoration.api",
+    "colorize": "otmap_cli.restoration.colorize",
     # MNIST generator
     "sample": "otmap_cli.generate.sampling", "interpolate": "otmap_cli.generate.sampling",
     "check_convexity": "otmap_cli.generate.convexity", "load_generator": "otmap_cli.generate.models",

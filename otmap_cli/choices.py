@@ -16,11 +16,14 @@ TOYS = ("gaussian", "gmm", "banana")  # transport/toy.py
 LUT_SIZES = (17, 33, 65, 129)  # .cube grid sizes: 33 is the common default, 65 what apply uses inside
 
 # restoration (otmap restore / degrade)
-TASKS = ("denoise", "deblur", "superres", "inpaint")
+TASKS = ("denoise", "deblur", "superres", "inpaint", "colorize")
 SCALES = (2, 3, 4)
 SOLVERS = ("auto", "pnp-flow", "dpir", "mmse")
 # What "auto" runs per task: the solver measured best on held-out training crops (docs/decisions.md).
-AUTO_SOLVER = {"denoise": "mmse", "deblur": "dpir", "superres": "dpir", "inpaint": "pnp-flow"}
+AUTO_SOLVER = {"denoise": "mmse", "deblur": "dpir", "superres": "dpir", "inpaint": "pnp-flow",
+               "colorize": "pnp-flow"}
+# Solvers whose answer does not depend on the seed: no spread to show for restore --uncertainty.
+DETERMINISTIC_SOLVERS = ("dpir", "mmse")
 
 # MNIST generators (otmap sample / train brenier)
 GENERATOR_MODELS = ("brenier", "icnn", "dcgan", "cmgn")

@@ -454,6 +454,11 @@ def _encode_tiff16(arr: np.ndarray, icc_profile: bytes | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def is_grey(rgb: np.ndarray) -> bool:
+    """Whether an (h, w, 3) image has three equal channels (a grey file is read that way)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name (for training data)."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_FORMATS)

@@ -14,14 +14,15 @@ import warnings
 
 import typer
 
-from otmap_cli.cli import colour, info, restore, sample, train
+from otmap_cli.cli import colorize, colour, info, restore, sample, train
 from otmap_cli.cli.common import STATE, GlobalFlagsGroup
 from otmap_cli.errors import format_warning, install_signal_handlers, last_interrupt
 
 app = typer.Typer(
     cls=GlobalFlagsGroup,
     help="Optimal transport and flows from the command line: colour transfer with monotone gradient networks "
-         "(recolor, apply, toy), image restoration with PnP-Flow (restore, degrade), digits from a Brenier "
+         "(recolor, apply, toy), image restoration with PnP-Flow (restore, degrade), exemplar colourisation of "
+         "grey photos (colorize), digits from a Brenier "
          "generator (sample), and training of the shipped models (train). --quiet/-q and --debug are accepted "
          "anywhere on the line.",
     no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -29,7 +30,8 @@ train_app = typer.Typer(help="Train the models otmap ships (resumable; run in th
 app.add_typer(train_app, name="train")
 
 GLOBAL_FLAGS = "Also accepted here: -q/--quiet (no progress or messages on stderr), --debug (tracebacks)."
-for command in (colour.recolor, colour.apply, colour.toy, restore.restore, restore.degrade, sample.sample, info.info):
+for command in (colour.recolor, colour.apply, colour.toy, restore.restore, restore.degrade, colorize.colorize,
+                sample.sample, info.info):
     app.command(epilog=GLOBAL_FLAGS)(command)
 for command in (train.flow, train.brenier, train.classifier):
     train_app.command(command.__name__, epilog=GLOBAL_FLAGS)(command)

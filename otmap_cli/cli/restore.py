@@ -10,8 +10,9 @@ from typing import List, Optional
 import typer
 
 from otmap_cli.choices import SOLVERS, TASKS, choice_enum
-from otmap_cli.cli.common import (DEVICE, FORCE, MAX_PIXELS, Batch, check_output, grouped, plan_outputs, progress, require_files,
-                                  result, run_batch, say, select_shard, wrote)
+from otmap_cli.choices import IMAGE_SUFFIXES
+from otmap_cli.cli.common import (DEVICE, FORCE, MAX_PIXELS, STDIO, Batch, check_output, grouped, plan_outputs, progress,
+                                  require_files, result, run_batch, say, select_shard, wrote)
 from otmap_cli.errors import InputError
 
 Task = choice_enum("Task", TASKS)
@@ -22,7 +23,8 @@ Solver = choice_enum("Solver", SOLVERS)
 class ForwardModel:
     """The options that name a degradation y = H x + n: what degrade simulates and restore inverts."""
 
-    task: Task = typer.Option(..., "--task", help="denoise | deblur | superres | inpaint.")
+    task: Task = typer.Option(..., "--task", help="denoise | deblur | superres | inpaint | colorize (a grey "
+                              "photo in, colours out, with its luma kept).")
     noise_sigma: Optional[str] = typer.Option(None, "--noise-sigma", metavar="SIGMA", help="Noise std in [0,1] "
                                               "pixel units (a fraction such as 25/255 is accepted; default: "
                                               "estimated from each image, and printed).")
@@ -67,6 +69,14 @@ def restore(
                                   "rotations). auto = the one measured best per task: mmse for denoise, dpir for "
                                   "deblur and superres, pnp-flow for inpaint."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Clean image: print PSNR/SSIM (stdout)."),
+    uncertainty: Optional[Path] = typer.Option(None, "--uncertainty", metavar="STD.png", help="Also write a heat "
+                                               "map of the per-pixel standard deviation across --uncertainty-runs "
+                                               "PnP-Flow runs (seeds SEED, SEED+1, ...; black = 0, yellow = the "
+                                               "maximum, both in the --json summary); the output is then their "
+                                               "mean. PnP-Flow only (dpir and mmse are deterministic). With "
+                                               "several inputs, put {stem} in the name."),
+    uncertainty_runs: int = typer.Option(4, "--uncertainty-runs", metavar="K", help="Runs for --uncertainty "
+                                         "(2 to 100; time grows K-fold)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Flow prior (.safetensors); default: shipped."),
     seed: int = typer.Option(0, "--seed"),
     device=DEVICE,
@@ -79,14 +89,17 @@ def restore(
 
     task = model.task.value
     options = RestoreOptions(task, model.noise_sigma, model.blur_sigma, None, model.scale, iteration.steps,
-                             iteration.averages, iteration.alpha, solver.value)
+                             iteration.averages, iteration.alpha, solver.value,
+                             uncertainty_runs if uncertainty is not None else None)
     degradation, _, solver_used = options.validate(has_mask=mask is not None)
     require_files([mask, model.kernel, reference, weights] + ([] if batch.keep_going else inputs))
     inputs = select_shard(inputs, batch.shard)
     extra_inputs = [p for p in (mask, model.kernel, reference, weights) if p is not None]
-    plan = plan_outputs(inputs, output, name, [*inputs, *extra_inputs], batch)
+    spread = _uncertainty_paths(uncertainty, inputs)
+    plan = plan_outputs(inputs, output, name, [*inputs, *extra_inputs], batch,
+                        extras=tuple((path, IMAGE_SUFFIXES) for path in spread.values()))
     from otmap_cli.device import resolve_device
-    from otmap_cli.io import read_image, write_image
+    from otmap_cli.io import is_grey, read_image, write_image
     from otmap_cli.restoration import api
     from otmap_cli.restoration.prior import default_prior, load_prior
 
@@ -105,23 +118,51 @@ def restore(
             with progress(f"restore {image.name}", "estimating the noise level"):
                 sigma, sigma_source = api.noise_level(image.rgb, task, pixel_mask)
             say(f"noise sigma {sigma:.4f} ({255 * sigma:.1f}/255, {sigma_source})")
+        if task == "colorize" and not is_grey(image.rgb):
+            say(f"note: {source} is in colour; colourising its luma (0.299 R + 0.587 G + 0.114 B)")
+        record = {}
+        settings = dict(noise_sigma=sigma, blur_sigma=model.blur_sigma, kernel=psf, scale=model.scale,
+                        mask=pixel_mask, steps=iteration.steps, averages=iteration.averages, alpha=iteration.alpha,
+                        seed=seed, device=dev, prior=prior, solver=solver_used)
         with progress(f"restore {image.name} ({task})", "starting") as update:
-            restored = api.restore_image(image, task, noise_sigma=sigma,
-                                         blur_sigma=model.blur_sigma, kernel=psf, scale=model.scale,
-                                         mask=pixel_mask, steps=iteration.steps, averages=iteration.averages,
-                                         alpha=iteration.alpha, seed=seed, device=dev, prior=prior,
-                                         progress=update, solver=solver.value)
+            if source in spread:
+                restored, std = api.restore_with_uncertainty(image, task, runs=uncertainty_runs, progress=update,
+                                                             **settings)
+            else:
+                restored = api.restore_image(image, task, progress=update, **settings)
         write_image(restored, plan.outputs[source], overwrite=batch.force)
-        record = {"output": str(plan.outputs[source]), "solver": solver_used,
-                  "noise_sigma": sigma, "noise_sigma_source": sigma_source, "seconds": round(time.time() - start, 3)}
+        if source in spread:
+            write_image(api.heat_map(std), spread[source], bit_depth=8, overwrite=batch.force)
+            record = {"uncertainty": str(spread[source]), "uncertainty_runs": uncertainty_runs,
+                      "std_mean": float(std.mean()), "std_max": float(std.max()),
+                      "std_scale": "heat map: black = 0, pale yellow = std_max ([0, 1] pixel units)"}
+            say(f"per-pixel std over {uncertainty_runs} runs: mean {std.mean():.4f}, max {std.max():.4f} "
+                f"(= yellow in {spread[source]})")
+        record = {"output": str(plan.outputs[source]), "solver": solver_used, "noise_sigma": sigma,
+                  "noise_sigma_source": sigma_source, **record, "seconds": round(time.time() - start, 3)}
         if clean is not None:
             record.update(api.quality(restored, clean))
             if not batch.as_json:
                 result(f"PSNR {record['psnr']:.2f} dB  SSIM {record['ssim']:.4f}", image_on_stdout=plan.to_stdout)
         wrote(plan.outputs[source])
+        if source in spread:
+            wrote(spread[source])
         return record
 
     run_batch(inputs, work, batch, plan)
+
+
+def _uncertainty_paths(template: Optional[Path], inputs: List[Path]) -> dict:
+    """input -> its --uncertainty file ({stem} filled in; required with several inputs)."""
+    if template is None:
+        return {}
+    if str(template) == STDIO:
+        raise InputError("--uncertainty needs a file name (stdout carries at most one image)")
+    if len(inputs) > 1 and "{stem}" not in str(template):
+        raise InputError(f"--uncertainty {template}: with several inputs put {{stem}} in the name, e.g. "
+                         "{stem}_std.png, so that each input gets its own file")
+    return {source: Path(str(template).replace("{stem}", "stdin" if str(source) == STDIO else source.stem))
+            for source in inputs}
 
 
 @grouped
@@ -155,7 +196,7 @@ def degrade(
         if str(mask_out) != "-" and str(output) != "-" and mask_out.resolve() == output.resolve():
             raise InputError(f"{mask_out}: the degraded image and the mask would both be written there")
         check_output(mask_out, [clean], force)
-    from otmap_cli.io import read_image, write_image
+    from otmap_cli.io import is_grey, read_image, write_image
     from otmap_cli.restoration import api
 
     image = read_image(clean, max_pixels)

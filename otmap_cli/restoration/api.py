@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from otmap_cli.errors import InputError
-from otmap_cli.io import Image, read_image
+from otmap_cli.io import Image, is_grey, read_image
 from otmap_cli.restoration import pnpflow, tiles
 from otmap_cli.restoration.options import RestoreOptions, resolve
-from otmap_cli.restoration.physics import (blur_filter, degrade, estimate_noise_sigma, make_physics, mask_tensor,
-                                           to_array, to_tensor)
 from otmap_cli.progress import Progress
+from otmap_cli.restoration.physics import (blur_filter, degrade, estimate_noise_sigma, luma, make_physics,
+                                           mask_tensor, to_array, to_tensor)
 from otmap_cli.restoration.pnpflow import Denoiser
 from otmap_cli.restoration.prior import AsDeepinvDenoiser, default_prior
 
@@ -70,6 +70,9 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
                 solver: str = "auto") -> np.ndarray:
     """Restoration of an (h, w, 3) array in [0, 1]; superres returns (scale h, scale w, 3). Clipped to [0, 1].
 
+    For colorize, ``rgb`` is a grey image (a colour one is reduced to its Rec. 601 luma first) and the
+    answer has exactly that luma (:func:`keep_luma`).
+
     ``noise_sigma`` None: estimated from ``rgb`` (:func:`noise_level`). ``solver`` (all three use the
     same flow prior):
 
@@ -91,11 +94,14 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
         reach = max(blur_filter(deg.blur_sigma, deg.kernel).shape[-2:]) // 2
     elif task == "superres":
         reach = SR_REACH
+    if task == "colorize":
+        grey = luma(rgb)
+        rgb = np.repeat(grey[..., None], 3, axis=2)
     if noise_sigma is None:
         deg = replace(deg, noise_sigma=noise_level(rgb, task, mask)[0])
     if prior is None:
         prior = default_prior(device)
-    y = to_tensor(rgb)
+    y = to_tensor(grey[..., None]) if task == "colorize" else to_tensor(rgb)
     generator = torch.Generator(device).manual_seed(seed)
     stages, per_step = {"pnp-flow": (settings.steps, settings.averages), "dpir": (DPIR_ITERATIONS, 1),
                         "mmse": (ENSEMBLE, 1)}[solver]
@@ -126,9 +132,67 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
         side = TILE_SIDE[solver]
         out = to_array(tiles.tiled(y, deg.scale, reach + tiles.NET_MARGIN, solve, tile_pixels=side * side,
                                    tile=side)).clip(0, 1)
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+    if task == "colorize":
+        return keep_luma(out, grey)
+    if is_grey(rgb):
         out[:] = out.mean(axis=2, keepdims=True)  # grey in, grey out
     return out
+
+
+def keep_luma(rgb: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``rgb`` (h, w, 3, in [0, 1]) with its luma set exactly to ``target`` (h, w) and its hue kept.
+
+    Adding d = target - luma to all three channels changes the luma by d (the weights sum to 1) and
+    the channel differences not at all; where that leaves [0, 1], the colour is pulled towards the
+    grey of the same luma, x = Y + s (x - Y) with the largest s <= 1 that fits: the luma stays Y
+    (Y is in [0, 1], so s = 0 always fits) and only the saturation of those pixels drops.
+    """
+    target = np.clip(np.asarray(target, dtype=np.float32), 0, 1)[..., None]
+    shifted = rgb + (target - luma(rgb)[..., None])
+    offset = shifted - target
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(offset > 0, (1 - target) / offset, np.where(offset < 0, -target / offset, np.inf))
+    scale = np.minimum(1.0, room.min(axis=2, keepdims=True))
+    return np.clip(target + scale * offset, 0, 1).astype(np.float32)
+
+
+def restore_with_uncertainty(image: Image, task: str, *, runs: int = 4, seed: int = 0,
+                             progress: Progress | None = None, solver: str = "auto",
+                             **options) -> tuple[Image, np.ndarray]:
+    """The mean of ``runs`` PnP-Flow restorations (seeds ``seed`` .. ``seed + runs - 1``) and their
+    per-pixel standard deviation, (h, w): the root mean over channels of the sample variance.
+
+    PnP-Flow's re-noising draws make each run a different plausible answer; where they disagree the
+    data leave the image undetermined. ``options`` are those of :func:`restore_image`. With
+    ``solver="auto"`` PnP-Flow runs; dpir and mmse are deterministic and refused.
+    """
+    solver = RestoreOptions(task, solver=solver, uncertainty_runs=runs).validate(has_mask=True)[2]
+    restored = []
+    for k in range(runs):
+        def tick(done: int, total: int, phase: str, k: int = k) -> None:
+            progress(k * total + done, runs * total, f"run {k + 1}/{runs} · {phase}")
+
+        restored.append(restore_image(image, task, seed=seed + k, solver=solver,
+                                      progress=None if progress is None else tick, **options))
+    stack = np.stack([r.rgb for r in restored])
+    std = np.sqrt(stack.var(axis=0, ddof=1).mean(axis=2)).astype(np.float32)
+    # the mean of colorize runs keeps the luma: every run has it exactly, and luma is linear
+    return restored[0].with_rgb(stack.mean(axis=0)), std
+
+
+# matplotlib's "inferno" at 0, 1/4, 1/2, 3/4, 1 (perceptually uniform, dark = certain); linear between
+HEAT_COLOURS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]]) / 255
+
+
+def heat_map(values: np.ndarray, top: float | None = None) -> Image:
+    """An (h, w) array as an "inferno" heat map image: 0 black, ``top`` (default: the maximum) pale yellow."""
+    top = float(values.max()) if top is None else float(top)
+    level = np.clip(np.asarray(values, dtype=np.float64) / top, 0, 1) if top > 0 else np.zeros(values.shape)
+    position = level * (len(HEAT_COLOURS) - 1)
+    low = np.minimum(position.astype(int), len(HEAT_COLOURS) - 2)
+    frac = (position - low)[..., None]
+    rgb = HEAT_COLOURS[low] * (1 - frac) + HEAT_COLOURS[low + 1] * frac
+    return Image(rgb=rgb.astype(np.float32), name="uncertainty")
 
 
 class _Counting:

@@ -11,6 +11,8 @@
   anti-aliased resizing, and Set5-style benchmarks use bicubic down-scaling. For superres
   ``image_size`` is the *high-resolution* size (scale x the input of ``restore``).
 * ``inpaint``: H = per-pixel mask, 1 = kept pixel (a mask PNG is white where kept, black where missing).
+* ``colorize``: H = Rec. 601 luma, Y = 0.299 R + 0.587 G + 0.114 B (deepinv's ``Decolorize``): y has one
+  channel, and every colour image with that luma explains it; the prior picks the colours.
 
 n is Gaussian white noise of std ``noise_sigma``, always in [0, 1] image units; the options are
 validated by :mod:`~otmap_cli.restoration.options`. ``deepinv`` is
@@ -26,16 +28,23 @@ import numpy as np
 import torch
 
 from otmap_cli.errors import InputError
+from otmap_cli.io import is_grey, read_image
 from otmap_cli.restoration.options import TASK_DEFAULTS, finite_number, normalise_kernel, resolve
 
 PADDING = "reflect"
 SR_FILTER = "bicubic"
+# Rec. 601 luma weights, given to deepinv's Decolorize: its built-in "rec601" ones sum to 1.00002, and
+# keep_luma needs a sum of exactly 1 (grey stays grey; adding d to R, G, B adds d to the luma)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """The (h, w) Rec. 601 luma of an (h, w, 3) image: what ``colorize`` observes and keeps."""
+    return np.asarray(rgb, dtype=np.float32) @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
 
 
 def load_kernel(path: str | Path) -> np.ndarray:
     """Read a PSF from a PNG (or any image; brightness = weight) or a ``.npy`` array, normalised to sum 1."""
-    from otmap_cli.io import read_image
-
     path = Path(path)
     if path.suffix.lower() == ".npy":
         if not path.is_file():
@@ -95,6 +104,8 @@ def make_physics(task: str, image_size: tuple[int, int], noise_sigma: float | No
                              f"{deg.scale} and at least {3 * deg.scale} px, got {w}x{h}")
         return dinv.physics.Downsampling(img_size=(3, h, w), filter=SR_FILTER, factor=deg.scale, padding=PADDING,
                                          noise_model=noise, device=device)
+    if task == "colorize":
+        return dinv.physics.Decolorize(channels=3, srf=list(LUMA_WEIGHTS), noise_model=noise, device=device)
     return dinv.physics.Inpainting(img_size=(3, h, w), mask=mask_tensor(mask, (h, w), device),
                                    noise_model=noise, device=device)
 
@@ -137,7 +148,7 @@ def estimate_noise_sigma(rgb: np.ndarray, mask: np.ndarray | None = None) -> flo
     from numpy.lib.stride_tricks import sliding_window_view
 
     pixels = np.asarray(rgb, dtype=np.float32)
-    if np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]):
+    if is_grey(pixels):
         pixels = pixels[..., :1]
     h, w, c = pixels.shape
     if min(h, w) < NOISE_PATCH:
@@ -166,7 +177,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 
 def to_array(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) tensor -> (H, W, 3) float32 array."""
+    """(1, C, H, W) tensor -> (H, W, C) float32 array."""
     return np.ascontiguousarray(x[0].permute(1, 2, 0).detach().cpu().numpy(), dtype=np.float32)
 
 
@@ -177,7 +188,8 @@ def degrade(clean_rgb: np.ndarray, task: str, noise_sigma: float | None = None, 
 
     For superres the image is first cropped to a multiple of ``scale`` (so that restoring gives
     back exactly that size). y is not clipped to [0, 1]: writing it to a file clips it.
-    Missing pixels of inpainting are 0 (black) and carry no noise.
+    Missing pixels of inpainting are 0 (black) and carry no noise. The luma of colorize is
+    returned as three equal channels (a grey image).
     """
     deg = resolve(task, noise_sigma, blur_sigma, kernel, scale)
     h, w = clean_rgb.shape[:2]
@@ -186,4 +198,5 @@ def degrade(clean_rgb: np.ndarray, task: str, noise_sigma: float | None = None, 
     gen = torch.Generator().manual_seed(seed)
     physics = make_physics(task, (h, w), deg.noise_sigma, deg.blur_sigma, deg.kernel, deg.scale, mask, rng=gen)
     with torch.no_grad():
-        return to_array(physics(to_tensor(clean_rgb[:h, :w]))), mask
+        y = to_array(physics(to_tensor(clean_rgb[:h, :w])))
+    return (np.repeat(y, 3, axis=2) if y.shape[2] == 1 else y), mask

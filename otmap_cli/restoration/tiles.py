@@ -63,10 +63,12 @@ def tiled(y: torch.Tensor, scale: int, margin: int, solve: Callable[[Box, int, i
     overlap = 2 * margin + blend
     side = max(tile // scale, 2 * overlap)
     boxes = [(r0, r1, c0, c1) for (r0, r1), (c0, c1) in product(spans(h, side, overlap), spans(w, side, overlap))]
-    out = torch.zeros(y.shape[0], y.shape[1], scale * h, scale * w)
+    out = None  # allocated from the first tile: colorize turns one channel into three
     total = torch.zeros(1, 1, scale * h, scale * w)
     for index, (r0, r1, c0, c1) in enumerate(boxes):
         part = solve((r0, r1, c0, c1), index, len(boxes)).cpu()
+        if out is None:
+            out = torch.zeros(y.shape[0], part.shape[1], scale * h, scale * w)
         weight = ramp(r0, r1, h, margin, blend, scale)[:, None] * ramp(c0, c1, w, margin, blend, scale)[None, :]
         rows, cols = slice(scale * r0, scale * r1), slice(scale * c0, scale * c1)
         out[..., rows, cols] += part * weight

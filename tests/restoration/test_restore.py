@@ -32,7 +32,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 OPERATORS = [("denoise", {}), ("deblur", {"blur_sigma": 1.5}), ("deblur", {"kernel": np.ones((4, 6))}),
              ("superres", {"scale": 2}), ("superres", {"scale": 3}), ("superres", {"scale": 4}),
-             ("inpaint", {"mask": (np.random.default_rng(0).random((36, 48)) > 0.4).astype(np.float32)})]
+             ("inpaint", {"mask": (np.random.default_rng(0).random((36, 48)) > 0.4).astype(np.float32)}),
+             ("colorize", {})]
 
 
 @pytest.mark.parametrize("task,options", OPERATORS)
