@@ -108,21 +108,21 @@ def pot_transport(kind):
     return run
 
 
-def pot_mapping(src, sty, n=1000, chunk=20_000):
-    """Perrot et al. 2016 joint OT + smooth (Gaussian-kernel) map estimation, POT defaults, on n pixels."""
-    rng = np.random.default_rng(0)
-    xs = src.reshape(-1, 3)[rng.choice(src.size // 3, n, replace=False)].astype(np.float64)
-    xt = sty.reshape(-1, 3)[rng.choice(sty.size // 3, n, replace=False)].astype(np.float64)
-    model = ot.da.MappingTransport(kernel="gaussian", sigma=1.0, mu=1.0, eta=1e-3, bias=True, max_iter=10)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(Xs=xs, Xt=xt)
-        flat = src.reshape(-1, 3).astype(np.float64)
-        return np.concatenate([model.transform(Xs=flat[i:i + chunk]) for i in range(0, len(flat), chunk)]
-                              ).reshape(src.shape)
-
-
-pot_mapping.__name__ = "POT MappingTransport (Gaussian kernel, 1000 px)"
+def pot_mapping(kernel: str, n: int = 1000, chunk: int = 20_000):
+    """Perrot et al. 2016 joint OT + smooth map estimation (POT defaults otherwise), fitted on n pixels."""
+    def run(src, sty):
+        rng = np.random.default_rng(0)
+        xs = src.reshape(-1, 3)[rng.choice(src.size // 3, n, replace=False)].astype(np.float64)
+        xt = sty.reshape(-1, 3)[rng.choice(sty.size // 3, n, replace=False)].astype(np.float64)
+        model = ot.da.MappingTransport(kernel=kernel, sigma=1.0, mu=1.0, eta=1e-3, bias=True, max_iter=10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(Xs=xs, Xt=xt)
+            flat = src.reshape(-1, 3).astype(np.float64)
+            return np.concatenate([model.transform(Xs=flat[i:i + chunk]) for i in range(0, len(flat), chunk)]
+                                  ).reshape(src.shape)
+    run.__name__ = f"POT MappingTransport ({kernel} kernel, {n} px)"
+    return run
 
 
 def idt(src, sty):
@@ -144,8 +144,8 @@ def mgn(model, loss, **overrides):
 
 def methods(quick: bool):
     classical = [identity, skimage_histogram, gaussian_mkl, color_matcher("hm-mkl-hm"), color_matcher("reinhard"),
-                 idt, pot_mapping, pot_transport("emd")]
-    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", warm_steps=300), mgn("cmgn", "sliced", steps=0),
+                 idt, pot_mapping("gaussian"), pot_transport("emd")]
+    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
             mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048)]
     if quick:
         return classical[:4] + classical[5:6], ours
