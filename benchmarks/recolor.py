@@ -108,21 +108,21 @@ def pot_transport(kind):
     return run
 
 
-def pot_mapping(src, sty, n=1000, chunk=20_000):
-    """Perrot et al. 2016 joint OT + smooth (Gaussian-kernel) map estimation, POT defaults, on n pixels."""
-    rng = np.random.default_rng(0)
-    xs = src.reshape(-1, 3)[rng.choice(src.size // 3, n, replace=False)].astype(np.float64)
-    xt = sty.reshape(-1, 3)[rng.choice(sty.size // 3, n, replace=False)].astype(np.float64)
-    model = ot.da.MappingTransport(kernel="gaussian", sigma=1.0, mu=1.0, eta=1e-3, bias=True, max_iter=10)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(Xs=xs, Xt=xt)
-        flat = src.reshape(-1, 3).astype(np.float64)
-        return np.concatenate([model.transform(Xs=flat[i:i + chunk]) for i in range(0, len(flat), chunk)]
-                              ).reshape(src.shape)
-
-
-pot_mapping.__name__ = "POT MappingTransport (Gaussian kernel, 1000 px)"
+def pot_mapping(kernel: str, n: int = 1000, chunk: int = 20_000):
+    """Perrot et al. 2016 joint OT + smooth map estimation (POT defaults otherwise), fitted on n pixels."""
+    def run(src, sty):
+        rng = np.random.default_rng(0)
+        xs = src.reshape(-1, 3)[rng.choice(src.size // 3, n, replace=False)].astype(np.float64)
+        xt = sty.reshape(-1, 3)[rng.choice(sty.size // 3, n, replace=False)].astype(np.float64)
+        model = ot.da.MappingTransport(kernel=kernel, sigma=1.0, mu=1.0, eta=1e-3, bias=True, max_iter=10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(Xs=xs, Xt=xt)
+            flat = src.reshape(-1, 3).astype(np.float64)
+            return np.concatenate([model.transform(Xs=flat[i:i + chunk]) for i in range(0, len(flat), chunk)]
+                                  ).reshape(src.shape)
+    run.__name__ = f"POT MappingTransport ({kernel} kernel, {n} px)"
+    return run
 
 
 def idt(src, sty):
@@ -144,8 +144,8 @@ def mgn(model, loss, **overrides):
 
 def methods(quick: bool):
     classical = [identity, skimage_histogram, gaussian_mkl, color_matcher("hm-mkl-hm"), color_matcher("reinhard"),
-                 idt, pot_mapping, pot_transport("emd")]
-    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", steps=0),
+                 idt, pot_mapping("gaussian"), pot_transport("emd")]
+    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
             mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048)]
     if quick:
         return classical[:4] + classical[5:6], ours
@@ -180,6 +180,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pixels", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="fewer methods")
+    parser.add_argument("--methods", type=str, default=None,
+                        help="comma-separated substrings: run only the methods whose name contains one of them")
     parser.add_argument("--no-quality", action="store_true", help="skip the quality table")
     parser.add_argument("--timing", action="store_true", help="whole-process timing table (0.25 MP, 12 MP, 1080p)")
     parser.add_argument("--frames", type=int, default=100, help="1080p frames for the apply fps row")
@@ -193,7 +195,11 @@ def main() -> None:
     if args.only:
         chosen = [chosen[int(i)] for i in args.only.split(",")]
     if not args.no_quality:
-        rows, sheet = quality(chosen, *methods(args.quick), args)
+        classical, ours = methods(args.quick)
+        if args.methods:
+            wanted = lambda fn: any(part in fn.__name__ for part in args.methods.split(","))  # noqa: E731
+            classical, ours = [f for f in classical if wanted(f)], [f for f in ours if wanted(f)]
+        rows, sheet = quality(chosen, classical, ours, args)
         (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
         print_quality(rows)
         plot_quality(rows, args.out / "recolor_w2.png")
@@ -216,7 +222,7 @@ def quality(chosen, classical, ours, args):
             record = {"pair": name, "seconds": seconds, **score(src, sty, out, refs),
                       "fell_back": getattr(fn, "fell_back", False)}
             rows.setdefault(fn.__name__, []).append(record)
-            if fn in (idt, ours[0]) or fn.__name__ == "color-matcher hm-mkl-hm":
+            if fn in (idt, *ours[:1]) or fn.__name__ == "color-matcher hm-mkl-hm":
                 shown[fn.__name__] = np.clip(out, 0, 1)
             print(f"{name:>16}  {fn.__name__:<44} W2/floor {record['w2'] / record['floor']:.2f}  "
                   f"disp/OT {record['displacement'] / record['ot_cost']:.3f}  rough {record['roughness']:.2f}  "

@@ -12,6 +12,7 @@ from otmap_cli.choices import LOSSES, LUT_SIZES, MONOTONE_MODELS, TOYS, choice_e
 from otmap_cli.cli.common import (DEVICE, Batch, check_output, grouped, plan_outputs, progress, require_files,
                                   run_batch, say, select_shard, wrote)
 from otmap_cli.errors import InputError
+from otmap_cli.transport.settings import FitSettings
 
 Model = choice_enum("Model", MONOTONE_MODELS)
 Loss = choice_enum("Loss", LOSSES)
@@ -60,11 +61,11 @@ def recolor(
     model: Model = typer.Option(Model.cmgn, "--model", help="Monotone gradient network: cascaded or modular."),
     loss: Loss = typer.Option(Loss.sliced, "--loss",
                               help="Distribution loss (sliced was chosen by benchmark: docs/benchmarks.md)."),
-    steps: int = typer.Option(150, "--steps", help="Distribution-loss steps after the OT warm start (at most "
-                              "100000)."),
-    warm_steps: int = typer.Option(300, "--warm-steps", help="Regression steps onto an exact discrete OT plan "
-                                   "(0 = skip; at most 100000)."),
-    batch_pixels: int = typer.Option(1024, "--batch-pixels", help="Pixels per optimisation step."),
+    steps: int = typer.Option(FitSettings.steps, "--steps", help="Distribution-loss steps after the OT warm "
+                              "start (at most 100000)."),
+    warm_steps: int = typer.Option(FitSettings.warm_steps, "--warm-steps", help="Regression steps onto an "
+                                   "exact discrete OT plan (0 = skip; at most 100000)."),
+    batch_pixels: int = typer.Option(FitSettings.batch, "--batch-pixels", help="Pixels per optimisation step."),
     strength: float = typer.Option(1.0, "--strength", help="0..1: partial transfer along the Wasserstein "
                                    "geodesic, (1-s) x + s T(x)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel instead of a 65^3 "
@@ -105,7 +106,6 @@ def recolor(
     feather = _feather(feather, mask)
     if lut is not None:
         one_of(lut_size, LUT_SIZES, "--lut-size")
-    from otmap_cli.transport.settings import FitSettings
 
     settings = FitSettings(model=model.value, loss=loss.value, steps=steps, warm_steps=warm_steps,
                            batch=batch_pixels, seed=seed)
@@ -256,7 +256,6 @@ def toy(
 ):
     """2-D experiments for learning the method: fit a monotone gradient network between two point
     clouds and plot the learned transport."""
-    from otmap_cli.transport.settings import FitSettings
 
     settings = FitSettings(model=model.value, loss=loss.value, steps=steps, seed=seed, batch=1024)
     try:

@@ -13,6 +13,11 @@ colour distribution, so it costs the same for 0.3 and 50 megapixels. Three stage
    the sampled pixels at a fraction of the points, so the exact OT and each step are cheap;
 3. minimising a distribution loss (``losses.py``) on fresh mini-batches, Adam with cosine decay.
 
+For a C-MGN on the CPU (the default) stages 2 and 3 take their gradients from a hand-written NumPy
+forward/backward pass (``cmgn_forward_backward``; same formula, checked against autograd in the tests):
+the steps work on a few hundred to a thousand points, where torch's per-operation overhead, not the
+arithmetic, sets the time. Other networks, losses and devices use autograd.
+
 A held-out sliced-W2 check compares the result with the Gaussian map; a fit that is worse or
 non-finite falls back to the Gaussian map (reported in ``FitResult.fell_back``).
 """
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from otmap_cli.nets.monotone import MODELS, MonotoneGradientNet
+from otmap_cli.nets.monotone import CMGN, MODELS, STRICT_EPS, MonotoneGradientNet
 from otmap_cli.progress import Progress, or_silent
 from otmap_cli.transport.gaussian import gaussian_brenier
 from otmap_cli.transport.losses import SlicedWasserstein, make_loss
@@ -73,14 +78,16 @@ class Adam:
 
     def step(self, loss: torch.Tensor, decay: float = 1.0) -> None:
         params = [p for group, _ in self.groups for p in group]
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        self.apply(dict(zip(map(id, params), torch.autograd.grad(loss, params, allow_unused=True))), decay)
+
+    def apply(self, grads_by_param: dict[int, torch.Tensor | None], decay: float = 1.0) -> None:
+        """One update from gradients keyed by ``id(parameter)``."""
         self.steps += 1
         correction1, correction2 = 1 - self.beta1**self.steps, 1 - self.beta2**self.steps
-        grads_by_param = dict(zip(map(id, params), grads))
         with torch.no_grad():
             for group, lr in self.groups:
                 for p in group:
-                    grad = grads_by_param[id(p)]
+                    grad = grads_by_param.get(id(p))
                     if grad is None:
                         continue
                     first, second = self.moments[id(p)]
@@ -188,9 +195,96 @@ def _warm_start(net, plan: HistogramPlan, settings, optimizer, tick) -> None:
     """Weighted regression onto the barycentric map of the exact OT plan between colour histograms."""
     xs, targets, weights = (t.to(settings.device) for t in (plan.centroids, plan.targets, plan.weights))
     on_low, on_high = plan.edges(xs)
+    if _by_hand(net, settings):
+        return _warm_start_numpy(net, xs, targets, weights, on_low, on_high, settings, optimizer, tick)
     for step in range(settings.warm_steps):
         pushed = _gamut_clip(net(xs), on_low, on_high, settings.output_range)
         optimizer.step(((pushed - targets).pow(2).sum(1) * weights).sum())
+        tick(step + 1)
+
+
+def _by_hand(net, settings) -> bool:
+    """Whether the fit takes its gradients from ``cmgn_forward_backward`` (a C-MGN on the CPU)."""
+    return isinstance(net, CMGN) and torch.device(settings.device).type == "cpu"
+
+
+def _refine_gradient(raw: np.ndarray, target: np.ndarray, on_low: np.ndarray, on_high: np.ndarray,
+                     loss_fn: SlicedWasserstein, settings: FitSettings) -> np.ndarray:
+    """d/dT of the refinement loss (sliced W2 of the clipped output + the pull back of ``_edge_excess``)."""
+    if settings.output_range is None:
+        return loss_fn.gradient(raw, target)
+    low, high = settings.output_range
+    pushed = np.clip(raw, low, high)
+    grad = loss_fn.gradient(pushed, target) * (pushed == raw)
+    if settings.edge_weight:
+        scale = 2 * settings.edge_weight / len(raw)
+        below = np.maximum(low - raw, 0) * np.where(on_low, ALLOWED_OVERSHOOT_WEIGHT, 1).astype(raw.dtype)
+        above = np.maximum(raw - high, 0) * np.where(on_high, ALLOWED_OVERSHOOT_WEIGHT, 1).astype(raw.dtype)
+        grad += scale * (above - below)
+    return grad
+
+
+def _softplus_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e = np.exp(-np.abs(z))
+    inverse = 1 / (1 + e)
+    return np.maximum(z, 0) + np.log1p(e), np.where(z >= 0, inverse, e * inverse)
+
+
+def cmgn_forward_backward(params: dict[str, np.ndarray], x: np.ndarray,
+                          loss_grad: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """Gradients of loss(T(x)) for a C-MGN (``nets.monotone.CMGN``, same formula), by hand in NumPy.
+
+    ``loss_grad(T)`` returns dloss/dT. The warm start takes thousands of steps on a few hundred
+    points, where each torch operation's overhead, not arithmetic, sets the time: this is ~3x faster
+    per step than torch autograd (docs/decisions.md). A test checks it against autograd.
+    """
+    V, W, layer_bias, gain_raw = params["V"], params["W"], params["layer_bias"], params["gain_raw"]
+    wx = x @ W.T
+    z = wx + layer_bias[0]
+    slopes = []
+    for bias in layer_bias[1:]:
+        soft, slope = _softplus_and_sigmoid(z)
+        slopes.append(slope)
+        z = wx + soft + bias
+    soft, slope = _softplus_and_sigmoid(z)
+    gain, gain_slope = _softplus_and_sigmoid(gain_raw)
+    hidden = soft * gain
+    matrix = V.T @ V + STRICT_EPS * np.eye(len(V), dtype=V.dtype)
+    d_out = loss_grad(x @ matrix + params["bias"] + hidden @ W)
+    d_matrix = x.T @ d_out
+    d_hidden = d_out @ W.T
+    grads = {"V": V @ (d_matrix + d_matrix.T), "bias": d_out.sum(0), "gain_raw": (d_hidden * soft).sum(0) * gain_slope}
+    dz = d_hidden * gain * slope
+    d_layer_bias = np.empty_like(layer_bias)
+    d_wx = np.zeros_like(wx)
+    for layer in range(len(layer_bias) - 1, 0, -1):  # z_l = W x + softplus(z_{l-1}) + b_l
+        d_layer_bias[layer] = dz.sum(0)
+        d_wx += dz
+        dz = dz * slopes[layer - 1]
+    d_layer_bias[0] = dz.sum(0)
+    d_wx += dz
+    grads["layer_bias"] = d_layer_bias
+    grads["W"] = hidden.T @ d_out + d_wx.T @ x
+    return grads
+
+
+def _warm_start_numpy(net, xs, targets, weights, on_low, on_high, settings, optimizer, tick) -> None:
+    """The weighted regression of ``_warm_start`` for a C-MGN, with NumPy gradients (same loss)."""
+    named = dict(net.named_parameters())
+    params = {name: p.detach().numpy() for name, p in named.items()}  # views: Adam updates them in place
+    x, y, w = xs.numpy(), targets.numpy(), weights.numpy()[:, None]
+    low, high = settings.output_range or (-np.inf, np.inf)
+    free_low, free_high = ~on_low.numpy(), ~on_high.numpy()
+
+    def loss_grad(out: np.ndarray) -> np.ndarray:  # _gamut_clip, then the weighted squared error
+        clipped = np.where(free_high, out, np.minimum(out, high))
+        clipped = np.where(free_low, clipped, np.maximum(clipped, low))
+        passes = (clipped == out).astype(out.dtype)
+        return 2 * w * (clipped - y) * passes
+
+    for step in range(settings.warm_steps):
+        grads = cmgn_forward_backward(params, x, loss_grad)
+        optimizer.apply({id(named[name]): torch.from_numpy(g) for name, g in grads.items()})
         tick(step + 1)
 
 
@@ -249,14 +343,24 @@ def _fit(source, target, settings, progress, net) -> FitResult:
     plan = HistogramPlan.fit(source, target, settings.summary_bins, settings.output_range)
     _warm_start(net, plan, settings, optimizer, tick)
     loss_fn = make_loss(settings.loss, dim, seed=settings.seed)
+    by_hand = _by_hand(net, settings) and isinstance(loss_fn, SlicedWasserstein)
+    named = dict(net.named_parameters())
+    params = {name: p.detach().numpy() for name, p in named.items()} if by_hand else {}  # views, as in the warm start
     for step in range(settings.steps):
         xs = sample_rows(source, settings.batch, rng).to(settings.device)
         ys = sample_rows(target, settings.batch, rng).to(settings.device)
-        raw = net(xs)
-        pushed = raw if settings.output_range is None else raw.clamp(*settings.output_range)
-        loss_fn.update(pushed, ys)
-        loss = loss_fn(pushed, ys) + settings.edge_weight * _edge_excess(raw, *plan.edges(xs), settings)
-        optimizer.step(loss, decay=0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1))))  # cosine
+        decay = 0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1)))  # cosine
+        if by_hand:
+            on_low, on_high = (edge.numpy() for edge in plan.edges(xs))
+            grads = cmgn_forward_backward(params, xs.numpy(), lambda raw: _refine_gradient(
+                raw, ys.numpy(), on_low, on_high, loss_fn, settings))
+            optimizer.apply({id(named[name]): torch.from_numpy(g) for name, g in grads.items()}, decay)
+        else:
+            raw = net(xs)
+            pushed = raw if settings.output_range is None else raw.clamp(*settings.output_range)
+            loss_fn.update(pushed, ys)
+            loss = loss_fn(pushed, ys) + settings.edge_weight * _edge_excess(raw, *plan.edges(xs), settings)
+            optimizer.step(loss, decay=decay)
         tick(settings.warm_steps + step + 1)
     net.eval()
     with torch.no_grad():
