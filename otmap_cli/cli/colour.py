@@ -10,7 +10,7 @@ import typer
 
 from otmap_cli.choices import LOSSES, LUT_SIZES, MONOTONE_MODELS, TOYS, choice_enum, one_of
 from otmap_cli.cli.common import (DEVICE, Batch, check_output, grouped, plan_outputs, progress, require_files,
-                                  run_batch, say, select_shard, wrote)
+                                  run_batch, say, select_inputs, wrote)
 from otmap_cli.errors import InputError
 
 Model = choice_enum("Model", MONOTONE_MODELS)
@@ -30,8 +30,9 @@ def recolor(
                                         help="Image(s) to re-colour, then the style image whose colours to take."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <source>_recolored.png next to the source."),
-    name: str = typer.Option("{stem}_recolored.png", "--name", help="Output name template for --out-dir "
-                             "({stem} = the source's name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the source's name "
+                                       "without its extension). Default: {stem}_recolored.png; for images "
+                                       "found in a folder, their own names."),
     model: Model = typer.Option(Model.cmgn, "--model", help="Monotone gradient network: cascaded or modular."),
     loss: Loss = typer.Option(Loss.sliced, "--loss",
                               help="Distribution loss (sliced was chosen by benchmark: docs/benchmarks.md)."),
@@ -65,7 +66,7 @@ def recolor(
     if not batch.keep_going:
         require_files(inputs)
     require_files([style_path])
-    sources = select_shard(sources, batch.shard)
+    sources, roots = select_inputs(sources, batch)
     _strength(strength)
     if lut is not None:
         one_of(lut_size, LUT_SIZES, "--lut-size")
@@ -77,7 +78,8 @@ def recolor(
         settings.validate()
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    plan = plan_outputs(sources, output, name, inputs, batch, extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
+    plan = plan_outputs(sources, output, name, "{stem}_recolored.png", [*inputs, *roots], batch, roots,
+                        extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
     from otmap_cli.device import resolve_device
     from otmap_cli.io import read_image, write_image
     from otmap_cli.transport.recolor import fit_colour_map, recolor as recolor_image
@@ -119,7 +121,7 @@ def recolor(
             export(colour_map, [image])
         result, _, _ = recolor_image(image, style, strength=strength, exact=exact, colour_map=colour_map,
                                      in_place=True)  # in place: bounded memory
-        write_image(result, plan.outputs[source], overwrite=batch.force)
+        write_image(result, plan.outputs[source], overwrite=plan.overwrite(source))
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3),
                 "fell_back": colour_map.info.get("fell_back"), "metrics": colour_map.info.get("metrics")}
@@ -134,19 +136,22 @@ def apply(
     inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Images to map."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input only; '-' = "
                                           "stdout)."),
-    name: str = typer.Option("{stem}_mapped.png", "--name", help="Output name template ({stem} = the input's "
-                             "name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the input's name "
+                                       "without its extension). Default: {stem}_mapped.png; for images found "
+                                       "in a folder, their own names."),
     strength: Optional[float] = typer.Option(None, "--strength", help="0..1 partial transfer (default: the "
                                              "strength saved in the map; 1 for a .cube)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel."),
     *, batch: Batch,
 ):
-    """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically."""
+    """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically.
+    Example: otmap apply sunset.safetensors frames/ --out-dir graded/ --recursive -j 2 --skip-existing"""
     if strength is not None:
         _strength(strength)
     require_files([map_file] + ([] if batch.keep_going else inputs))
-    inputs = select_shard(inputs, batch.shard)
-    plan = plan_outputs(inputs, output, name, [map_file, *inputs], batch)
+    all_inputs = [map_file, *inputs]
+    inputs, roots = select_inputs(inputs, batch)
+    plan = plan_outputs(inputs, output, name, "{stem}_mapped.png", [*all_inputs, *roots], batch, roots)
     from otmap_cli.io import read_image, write_image
     from otmap_cli.transport.colormap import load_map
 
@@ -155,7 +160,7 @@ def apply(
     def work(source: Path) -> dict:
         start = time.time()
         image = read_image(source, batch.max_pixels)
-        write_image(image.with_rgb(mapper(image.rgb)), plan.outputs[source], overwrite=batch.force)
+        write_image(image.with_rgb(mapper(image.rgb)), plan.outputs[source], overwrite=plan.overwrite(source))
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3)}
 

@@ -11,7 +11,7 @@ import typer
 
 from otmap_cli.choices import SOLVERS, TASKS, choice_enum
 from otmap_cli.cli.common import (DEVICE, FORCE, MAX_PIXELS, Batch, check_output, grouped, plan_outputs, progress, require_files,
-                                  result, run_batch, say, select_shard, wrote)
+                                  result, run_batch, say, select_inputs, wrote)
 from otmap_cli.errors import InputError
 
 Task = choice_enum("Task", TASKS)
@@ -58,8 +58,9 @@ def restore(
     *, model: ForwardModel,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <input>_restored.png."),
-    name: str = typer.Option("{stem}_restored.png", "--name", help="Output name template ({stem} = the input's "
-                             "name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the input's name "
+                                       "without its extension). Default: {stem}_restored.png; for images "
+                                       "found in a folder, their own names."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpainting mask, same size: black = missing."),
     solver: Solver = typer.Option(Solver.auto, "--solver", help="How the flow prior is used: pnp-flow (the "
                                   "paper's iteration), dpir (deepinv's DPIR with the prior as denoiser), or mmse "
@@ -82,9 +83,11 @@ def restore(
                              iteration.averages, iteration.alpha, solver.value)
     degradation, _, solver_used = options.validate(has_mask=mask is not None)
     require_files([mask, model.kernel, reference, weights] + ([] if batch.keep_going else inputs))
-    inputs = select_shard(inputs, batch.shard)
+    given = list(inputs)
+    inputs, roots = select_inputs(inputs, batch)
     extra_inputs = [p for p in (mask, model.kernel, reference, weights) if p is not None]
-    plan = plan_outputs(inputs, output, name, [*inputs, *extra_inputs], batch)
+    plan = plan_outputs(inputs, output, name, "{stem}_restored.png", [*given, *roots, *extra_inputs],
+                        batch, roots)
     from otmap_cli.device import resolve_device
     from otmap_cli.io import read_image, write_image
     from otmap_cli.restoration import api
@@ -111,7 +114,7 @@ def restore(
                                          mask=pixel_mask, steps=iteration.steps, averages=iteration.averages,
                                          alpha=iteration.alpha, seed=seed, device=dev, prior=prior,
                                          progress=update, solver=solver.value)
-        write_image(restored, plan.outputs[source], overwrite=batch.force)
+        write_image(restored, plan.outputs[source], overwrite=plan.overwrite(source))
         record = {"output": str(plan.outputs[source]), "solver": solver_used,
                   "noise_sigma": sigma, "noise_sigma_source": sigma_source, "seconds": round(time.time() - start, 3)}
         if clean is not None:

@@ -33,6 +33,7 @@ APPLY_LUT_SIZE = 65
 class ColourMap:
     net: MonotoneGradientNet
     info: dict = field(default_factory=dict)
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (size, strength) -> lut
 
     @property
     def strength(self) -> float:
@@ -46,7 +47,12 @@ class ColourMap:
             return colours + strength * (self.net(colours) - colours)
 
     def lut(self, size: int, strength: float | None = None) -> np.ndarray:
-        return sample_lut(lambda c: self.transform(c, strength), size)
+        """The map sampled on a size^3 grid, computed once per (size, strength): ``apply`` on a folder of
+        frames would otherwise spend most of each frame re-evaluating the network on 65^3 colours."""
+        key = (size, self.strength if strength is None else float(strength))
+        if key not in self._tables:
+            self._tables[key] = sample_lut(lambda c: self.transform(c, strength), size)
+        return self._tables[key]
 
     def apply(self, rgb: np.ndarray, strength: float | None = None, exact: bool = False,
               chunk: int = 1 << 20, out: np.ndarray | None = None) -> np.ndarray:
