@@ -88,7 +88,7 @@ class Batch:
                                     "(skipped and reported); fail at the end.")
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only every N-th input from the I-th; "
                                         "auto: I and N of this Slurm array task (SLURM_ARRAY_TASK_*).")
-    workers: int = typer.Option(1, "-j", "--workers", help="Processes working on the inputs at once, one "
+    workers: int = typer.Option(1, "-j", "--workers", min=1, help="Processes working on the inputs at once, one "
                                 "thread each (CPU).")
     max_pixels: int = MAX_PIXELS
     as_json: bool = JSON
@@ -189,8 +189,6 @@ def select_inputs(inputs: list[Path], batch: Batch) -> tuple[list[Path], dict[Pa
     output mirrors its path under ``--out-dir``)."""
     from otmap_cli.batch import expand_inputs, parse_shard, take_shard
 
-    if batch.workers < 1:
-        raise InputError(f"-j/--workers must be at least 1, got {batch.workers}")
     if batch.force and batch.skip_existing:
         raise InputError("--force replaces existing outputs and --skip-existing keeps them; give one")
     folders = [p for p in inputs if p.is_dir()]
@@ -277,7 +275,7 @@ def plan_outputs(sources: list[Path], output: Optional[Path], name: Optional[str
     its path relative to that folder under ``--out-dir`` (renamed by ``--name`` if given); else
     ``--out-dir``/name, else next to the input (``name`` or ``default_name``); ``-`` in, stdout out.
     ``extras`` are further files (``--save-map``, ``--lut``, ...) with their suffixes."""
-    from otmap_cli.batch import mirrored_output
+    from otmap_cli.batch import mirrored_output, run_each
     from otmap_cli.io import is_complete_image
 
     out_dir, force, keep_going = batch.out_dir, batch.force, batch.keep_going
@@ -298,6 +296,7 @@ def plan_outputs(sources: list[Path], output: Optional[Path], name: Optional[str
             raise InputError(f"{path}: both {claimed[key]} and {what} would be written there; choose other names")
         claimed[key] = what
 
+    targets = {}
     for source in sources:
         if output is not None:
             target = output
@@ -310,18 +309,25 @@ def plan_outputs(sources: list[Path], output: Optional[Path], name: Optional[str
             folder = out_dir if out_dir is not None else (Path.cwd() if str(source) == STDIO else source.parent)
             target = folder / template.format(stem=stem)
         claim(target, f"the output of {source}")
-        existing = str(target) != STDIO and target.is_file()
-        if existing and batch.skip_existing:
-            if is_complete_image(target):
-                plan.done[source] = target
-                continue
-            plan.replace.add(source)  # cut short (a killed writer, a full disk): redo it
+        targets[source] = target
+    existing = {source for source, target in targets.items() if str(target) != STDIO and target.is_file()}
+    if batch.skip_existing:  # decoding every existing output: on -j workers too
+        checked = [source for source in sources if source in existing]
+        complete = run_each(is_complete_image, [targets[source] for source in checked], batch.workers)
+        for source, whole in zip(checked, complete):
+            if whole is True:
+                plan.done[source] = targets[source]
+            else:
+                plan.replace.add(source)  # cut short (a killed writer, a full disk): redo it
+    for source, target in targets.items():
+        if source in plan.done:
+            continue
         if force:
             plan.replace.add(source)
         try:
             plan.outputs[source] = check_output(target, all_inputs, source in plan.replace)
         except InputError as exc:
-            if not (keep_going and existing and len(sources) > 1):
+            if not (keep_going and source in existing and len(sources) > 1):
                 raise
             plan.skipped[source] = str(exc)
     for extra, suffixes in extras:
