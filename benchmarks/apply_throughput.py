@@ -147,7 +147,8 @@ def main() -> None:
              f"Machine: {os.cpu_count()} CPU cores, shared with a background training (load average before "
              "each row below); OMP_NUM_THREADS=1, every row a whole command in a fresh process.", "",
              "| command | seconds | images/s | load before |", "|---|---:|---:|---:|"]
-    lines += [f"| `{name}` | {seconds:.1f} | {args.frames / seconds:.2f} | {load:.2f} |" for name, seconds, load in rows]
+    lines += [f"| `{name}` | {seconds:.1f} | {args.frames / seconds:.2f} | {load:.2f} |"
+              for name, seconds, load in rows]
     lines += ["", "One frame, in-process, one thread (median of 3):", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {seconds:.3f} |" for stage, seconds in breakdown.items()]
     lines += [""] + [f"- {note}" for note in notes]

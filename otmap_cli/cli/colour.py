@@ -27,7 +27,8 @@ def _strength(value: float) -> float:
 @grouped
 def recolor(
     inputs: List[Path] = typer.Argument(..., metavar="SOURCE... STYLE",
-                                        help="Image(s) to re-colour, then the style image whose colours to take."),
+                                        help="Image(s) or folders (with --out-dir) to re-colour, then the style "
+                                        "image whose colours to take."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <source>_recolored.png next to the source."),
     name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the source's name "
@@ -133,7 +134,8 @@ def recolor(
 def apply(
     map_file: Path = typer.Argument(..., metavar="MAP", help="A map saved by 'recolor --save-map' (.safetensors) "
                                     "or a 3D LUT (.cube)."),
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Images to map."),
+    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Images, or folders of images (with "
+                                        "--out-dir), to map."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input only; '-' = "
                                           "stdout)."),
     name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the input's name "

@@ -53,8 +53,8 @@ class Iteration:
 
 @grouped
 def restore(
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Degraded image(s); '-' reads stdin (and "
-                                        "writes stdout unless -o or --out-dir)."),
+    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Degraded image(s) or folders (with "
+                                        "--out-dir); '-' reads stdin (and writes stdout unless -o or --out-dir)."),
     *, model: ForwardModel,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <input>_restored.png."),
