@@ -99,8 +99,8 @@ def slurm_shard(environ: Optional[Mapping[str, str]] = None) -> tuple[int, int]:
                          "give --shard I/N instead")
     offset = task - low
     if step < 1 or offset % step or not 0 <= offset // step < count or (span is not None and span != count):
-        raise InputError(f"--shard auto: array task {task} is not one of a range {low}-{high}:{step} of {count} "
-                         "tasks; use a plain range (sbatch --array=1-N, optionally %LIMIT) or --shard I/N")
+        raise InputError(f"--shard auto: array task {task} is not one of a range of {count} tasks from {low} by "
+                         f"{step}; use a plain range (sbatch --array=1-N, optionally %LIMIT) or --shard I/N")
     return offset // step + 1, count
 
 

@@ -3,7 +3,8 @@
 Streams: what the user asked for (``--json``, ``--reference`` scores, convexity reports) goes to
 stdout, unless stdout carries an image; progress and chatter go to stderr and ``-q`` hides them.
 Outputs are planned for every input before any work (name, format, folder, collisions), so a
-batch fails in a second, not after an hour, and ``--keep-going`` can skip what already exists.
+batch fails in a second, not after an hour, and ``--keep-going`` or ``--skip-existing`` can skip what
+already exists. Folder walking, shards and the worker pool are library code (:mod:`otmap_cli.batch`).
 """
 
 from __future__ import annotations
