@@ -188,3 +188,17 @@ def test_the_documented_slurm_script_does_its_share(tmp_path, gamma_cube, frames
     proc = subprocess.run(["bash", str(SLURM_SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert sorted(snapshot(out)) == ["0002.png", "day/0004.png"]  # every 2nd of the 5 frames, from the 2nd
+
+
+def test_one_look_fitted_on_a_sample_of_a_folder_then_applied_everywhere(tmp_path, frames):
+    """The recipe of docs/large_jobs.md: recolor --shared-map on every 2nd frame, then apply the saved map."""
+    look = tmp_path / "look.safetensors"
+    fit = invoke("--quiet", "recolor", str(frames), str(SAMPLES / "sunset.jpg"), "-r", "--shared-map", "--shard",
+                 "1/2", "--out-dir", str(tmp_path / "preview"), "--save-map", str(look), "--steps", "5",
+                 "--warm-steps", "5", "--json")
+    assert fit.exit_code == 0, fit.output
+    assert sorted(snapshot(tmp_path / "preview")) == ["0001.png", "0003.jpg", "day/0005.tif"]
+    applied = invoke("--quiet", "apply", str(look), str(frames), "-r", "--out-dir", str(tmp_path / "graded"))
+    assert applied.exit_code == 0, applied.output
+    preview, graded = read_image(tmp_path / "preview" / "0001.png"), read_image(tmp_path / "graded" / "0001.png")
+    np.testing.assert_allclose(graded.rgb, preview.rgb, atol=1 / 255 + 1e-6)  # the same map on the same frame
