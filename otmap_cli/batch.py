@@ -195,18 +195,25 @@ def _pooled(work, items, workers):
     futures, finished = [], False
     try:
         futures += [pool.submit(_call, item) for item in items]
-        for item, future in zip(items, futures):
+        for index, (item, future) in enumerate(zip(items, futures)):
             try:
-                yield future.result()
+                outcome = future.result()
             except BrokenProcessPool:
-                yield OtmapError(f"{item}: a worker process died (killed, or out of memory?); the items it had "
-                                 "are not done")
-        finished = True
+                outcome = OtmapError(f"{item}: a worker process died (killed, or out of memory?); the items it "
+                                     "had are not done")
+            finished = index == len(items) - 1  # all done: a caller that stops here needs no terminate
+            yield outcome
     finally:
         _WORK = previous
         if not finished:
             for future in futures:
                 future.cancel()
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            for process in processes:
                 process.terminate()  # SIGTERM: the worker unwinds its item (see _on_signal)
+            for process in processes:
+                process.join(10)
+                if process.is_alive():  # stuck where it cannot unwind: no wait on it at shutdown
+                    process.kill()
+                    process.join()
         pool.shutdown(wait=True, cancel_futures=not finished)

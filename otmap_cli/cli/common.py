@@ -314,7 +314,7 @@ def plan_outputs(sources: list[Path], output: Optional[Path], name: Optional[str
     existing = {source for source, target in targets.items() if str(target) != STDIO and target.is_file()}
     if batch.skip_existing:  # decoding every existing output: on -j workers too
         checked = [source for source in sources if source in existing]
-        complete = run_each(is_complete_image, [targets[source] for source in checked], batch.workers)
+        complete = list(run_each(is_complete_image, [targets[source] for source in checked], batch.workers))
         for source, whole in zip(checked, complete):
             if whole is True:
                 plan.done[source] = targets[source]
