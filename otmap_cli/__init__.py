@@ -9,6 +9,7 @@ Everything a command does is one call here (imported lazily, so ``import otmap_c
     shared, _ = fit_colour_map(frames, style)                                         # --shared-map
     sea, _, _ = recolor(day, sunset, mask=read_mask("sea.png"), preserve_luminance=True)  # --mask, ...
     clean = restore(read_image("noisy.png"), "denoise", noise_sigma=25 / 255)          # otmap restore
+    pairs = plan_folder("frames", "graded", recursive=True)    # [(input, output)]: otmap ... frames/ --out-dir graded/
     noisy, mask = degrade(read_image("clean.png"), "inpaint", mask_ratio=0.5)          # otmap degrade
     colour = colorize(read_image("old.png"), read_image("summer.jpg"))                 # otmap colorize
     digits = sample(None, 16, seed=3)        # otmap sample: uint8 16 x 28 x 28 from the shipped generator
@@ -27,6 +28,10 @@ __version__ = "0.1.0"
 _API = {
     # images
     "Image": "otmap_cli.io", "read_image": "otmap_cli.io", "write_image": "otmap_cli.io",
+    "is_complete_image": "otmap_cli.io",
+    # many images: folders, shards, worker processes
+    "find_images": "otmap_cli.batch", "plan_folder": "otmap_cli.batch", "slurm_shard": "otmap_cli.batch",
+    "run_each": "otmap_cli.batch",
     # colour transfer
     "recolor": "otmap_cli.transport.recolor", "fit_colour_map": "otmap_cli.transport.recolor",
     "ColourMap": "otmap_cli.transport.colormap", "apply_map": "otmap_cli.transport.colormap",

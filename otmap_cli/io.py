@@ -462,3 +462,13 @@ def is_grey(rgb: np.ndarray) -> bool:
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name (for training data)."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_FORMATS)
+
+
+def is_complete_image(path: str | Path) -> bool:
+    """Whether ``path`` decodes to the end as an image (``--skip-existing``): a file cut short, e.g. by a
+    tool killed while writing it or a full disk, is not complete and gets redone."""
+    try:
+        read_image(path, max_pixels=2**62)
+    except InputError:
+        return False
+    return True

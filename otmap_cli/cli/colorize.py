@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from otmap_cli.cli.common import Batch, grouped, plan_outputs, progress, require_files, run_batch, say, select_shard, wrote
+from otmap_cli.cli.common import Batch, grouped, plan_outputs, progress, require_files, run_batch, say, select_inputs, wrote
 from otmap_cli.restoration.colorize import SAMPLES, check_options
 
 
@@ -20,8 +20,8 @@ def colorize(
                                    "of a similar scene (its textures are matched to the grey image's)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <input>_colorized.png."),
-    name: str = typer.Option("{stem}_colorized.png", "--name", help="Output name template ({stem} = the input's "
-                             "name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the input's "
+                             "name without its extension; default {stem}_colorized.png)."),
     samples: int = typer.Option(SAMPLES, "--samples", help="Pixels drawn from each image for the transport plan "
                                 "(16 to 20000; time grows fast with it)."),
     smoothing: Optional[int] = typer.Option(None, "--smoothing", metavar="PIXELS", help="Radius of the "
@@ -34,8 +34,9 @@ def colorize(
     lightness L* is kept. Example: otmap colorize old.png --reference summer.jpg -o old_colour.png"""
     check_options(samples, smoothing)
     require_files([reference] + ([] if batch.keep_going else inputs))
-    inputs = select_shard(inputs, batch.shard)
-    plan = plan_outputs(inputs, output, name, [*inputs, reference], batch)
+    all_inputs = [*inputs, reference]
+    inputs, roots = select_inputs(inputs, batch)
+    plan = plan_outputs(inputs, output, name, "{stem}_colorized.png", [*all_inputs, *roots], batch, roots)
     from otmap_cli.io import is_grey, read_image, write_image
     from otmap_cli.restoration.colorize import colorize as colorize_image
 
@@ -48,7 +49,7 @@ def colorize(
             say(f"note: {source} is in colour; colouring its lightness L* (its own colours are dropped)")
         with progress(f"colouring {image.name}"):
             coloured = colorize_image(image, style, samples=samples, smoothing=smoothing, seed=seed)
-        write_image(coloured, plan.outputs[source], overwrite=batch.force)
+        write_image(coloured, plan.outputs[source], overwrite=plan.overwrite(source))
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "reference": str(reference),
                 "seconds": round(time.time() - start, 3)}

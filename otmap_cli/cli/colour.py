@@ -10,7 +10,7 @@ import typer
 
 from otmap_cli.choices import LOSSES, LUT_SIZES, MONOTONE_MODELS, TOYS, choice_enum, one_of
 from otmap_cli.cli.common import (DEVICE, Batch, check_output, grouped, plan_outputs, progress, require_files,
-                                  run_batch, say, select_shard, wrote)
+                                  run_batch, say, select_inputs, wrote)
 from otmap_cli.errors import InputError
 from otmap_cli.transport.settings import FitSettings
 
@@ -53,11 +53,13 @@ def _read_mask(path: Optional[Path], max_pixels: int):
 @grouped
 def recolor(
     inputs: List[Path] = typer.Argument(..., metavar="SOURCE... STYLE",
-                                        help="Image(s) to re-colour, then the style image whose colours to take."),
+                                        help="Image(s) or folders (with --out-dir) to re-colour, then the style "
+                                        "image whose colours to take."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <source>_recolored.png next to the source."),
-    name: str = typer.Option("{stem}_recolored.png", "--name", help="Output name template for --out-dir "
-                             "({stem} = the source's name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the source's name "
+                                       "without its extension). Default: {stem}_recolored.png; for images "
+                                       "found in a folder, their own names."),
     model: Model = typer.Option(Model.cmgn, "--model", help="Monotone gradient network: cascaded or modular."),
     loss: Loss = typer.Option(Loss.sliced, "--loss",
                               help="Distribution loss (sliced was chosen by benchmark: docs/benchmarks.md)."),
@@ -101,7 +103,7 @@ def recolor(
     if not batch.keep_going:
         require_files(inputs)
     require_files([style_path, mask, style_mask])
-    sources = select_shard(sources, batch.shard)
+    sources, roots = select_inputs(sources, batch)
     _strength(strength)
     feather = _feather(feather, mask)
     if lut is not None:
@@ -119,7 +121,7 @@ def recolor(
         raise InputError(f"{'/'.join(given)} saves one map, but {len(sources)} sources get a map each; add "
                          "--shared-map (one map for all) or run one source at a time")
     masks = [p for p in (mask, style_mask) if p is not None]
-    plan = plan_outputs(sources, output, name, inputs + masks, batch,
+    plan = plan_outputs(sources, output, name, "{stem}_recolored.png", [*inputs, *masks, *roots], batch, roots,
                         extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
     with progress("recolor", "loading"):  # the first import of torch takes seconds
         from otmap_cli.device import resolve_device
@@ -191,7 +193,7 @@ def recolor(
             update(0, 1, "applying")
             result = colour_map.apply_image(image, strength, exact, in_place=True, weights=weights)  # bounded memory
             update(0, 1, "writing")
-            write_image(result, plan.outputs[source], overwrite=batch.force)
+            write_image(result, plan.outputs[source], overwrite=plan.overwrite(source))
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3),
                 "fell_back": colour_map.info.get("fell_back"), "metrics": colour_map.info.get("metrics")}
@@ -203,11 +205,13 @@ def recolor(
 def apply(
     map_file: Path = typer.Argument(..., metavar="MAP", help="A map saved by 'recolor --save-map' (.safetensors) "
                                     "or a 3D LUT (.cube)."),
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Images to map."),
+    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Images, or folders of images (with "
+                                        "--out-dir), to map."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (one input only; '-' = "
                                           "stdout)."),
-    name: str = typer.Option("{stem}_mapped.png", "--name", help="Output name template ({stem} = the input's "
-                             "name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the input's name "
+                                       "without its extension). Default: {stem}_mapped.png; for images found "
+                                       "in a folder, their own names."),
     strength: Optional[float] = typer.Option(None, "--strength", help="0..1 partial transfer (default: the "
                                              "strength saved in the map; 1 for a .cube)."),
     exact: bool = typer.Option(False, "--exact", help="Evaluate the network at every pixel."),
@@ -215,13 +219,15 @@ def apply(
     feather: Optional[float] = typer.Option(None, "--feather", help=FEATHER_HELP),
     *, batch: Batch,
 ):
-    """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically."""
+    """Apply a fitted colour map (or a .cube LUT) to many images or video frames, identically.
+    Example: otmap apply sunset.safetensors frames/ --out-dir graded/ --recursive -j 2 --skip-existing"""
     if strength is not None:
         _strength(strength)
     feather = _feather(feather, mask)
     require_files([map_file, mask] + ([] if batch.keep_going else inputs))
-    inputs = select_shard(inputs, batch.shard)
-    plan = plan_outputs(inputs, output, name, [map_file, *inputs] + ([mask] if mask else []), batch)
+    all_inputs = [map_file, *inputs] + ([mask] if mask else [])
+    inputs, roots = select_inputs(inputs, batch)
+    plan = plan_outputs(inputs, output, name, "{stem}_mapped.png", [*all_inputs, *roots], batch, roots)
     from otmap_cli.io import read_image, write_image
     from otmap_cli.transport.colormap import load_map
     from otmap_cli.transport.regions import map_region, region_weights
@@ -237,7 +243,7 @@ def apply(
         else:
             mapped = map_region(mapper, image.rgb, region_weights(region_mask, image, feather, f"--mask {mask}",
                                                                   str(source)), out=image.rgb)
-        write_image(image.with_rgb(mapped), plan.outputs[source], overwrite=batch.force)
+        write_image(image.with_rgb(mapped), plan.outputs[source], overwrite=plan.overwrite(source))
         wrote(plan.outputs[source])
         return {"output": str(plan.outputs[source]), "seconds": round(time.time() - start, 3)}
 

@@ -3,7 +3,8 @@
 Streams: what the user asked for (``--json``, ``--reference`` scores, convexity reports) goes to
 stdout, unless stdout carries an image; progress and chatter go to stderr and ``-q`` hides them.
 Outputs are planned for every input before any work (name, format, folder, collisions), so a
-batch fails in a second, not after an hour, and ``--keep-going`` can skip what already exists.
+batch fails in a second, not after an hour, and ``--keep-going`` or ``--skip-existing`` can skip what
+already exists. Folder walking, shards and the worker pool are library code (:mod:`otmap_cli.batch`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import multiprocessing
 import os
 import string
 import sys
@@ -76,11 +78,19 @@ NAME_FIELDS = ("stem",)
 class Batch:
     """The options of every command that maps many images (recolor, apply, restore)."""
 
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for the outputs of several inputs.")
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for the outputs of several inputs; "
+                                           "needed for folder inputs, whose outputs keep their relative paths.")
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Folder inputs: take the images of "
+                                   "subfolders too (outputs in the same subfolders of --out-dir).")
     force: bool = FORCE
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose output exists and "
+                                       "decodes completely (rerun a killed job as is); a cut-short one is redone.")
     keep_going: bool = typer.Option(False, "--keep-going", help="Go on past a bad input or an existing output "
                                     "(skipped and reported); fail at the end.")
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only every N-th input from the I-th.")
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: process only every N-th input from the I-th; "
+                                        "auto: I and N of this Slurm array task (SLURM_ARRAY_TASK_*).")
+    workers: int = typer.Option(1, "-j", "--workers", min=1, help="Processes working on the inputs at once, one "
+                                "thread each (CPU).")
     max_pixels: int = MAX_PIXELS
     as_json: bool = JSON
 
@@ -150,7 +160,7 @@ def progress(label: str, phase: str = "", total: int = 1) -> Iterator[Callable[.
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     stderr = console()
-    if not stderr.is_terminal:
+    if not stderr.is_terminal or multiprocessing.parent_process() is not None:  # -j workers: no bars
         yield lambda done, total, phase="": None
         return
 
@@ -180,16 +190,23 @@ def require_folder(path: Path) -> None:
         raise InputError(f"{path}: not a folder (--data expects the training data folder)")
 
 
-def select_shard(inputs: list[Path], shard: Optional[str]) -> list[Path]:
-    if not shard:
-        return inputs
-    try:
-        index, count = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise InputError(f"--shard must look like I/N (e.g. 2/8), got {shard!r}") from None
-    if count < 1 or not 1 <= index <= count:
-        raise InputError(f"--shard {shard}: need 1 <= I <= N")
-    return inputs[index - 1::count]
+def select_inputs(inputs: list[Path], batch: Batch) -> tuple[list[Path], dict[Path, Path]]:
+    """The inputs this run works on: folders replaced by their images (sorted), then ``--shard``; and for
+    every image found in a folder (this shard's or not: none may be overwritten), that folder (its
+    output mirrors its path under ``--out-dir``)."""
+    from otmap_cli.batch import expand_inputs, parse_shard, take_shard
+
+    if batch.force and batch.skip_existing:
+        raise InputError("--force replaces existing outputs and --skip-existing keeps them; give one")
+    folders = [p for p in inputs if p.is_dir()]
+    if folders and batch.out_dir is None:
+        raise InputError(f"{folders[0]}: is a folder; give --out-dir OUT for its outputs (they keep their paths "
+                         "relative to it, and nothing is written inside it)")
+    expanded = expand_inputs(inputs, batch.recursive, exclude=[batch.out_dir] if batch.out_dir else [])
+    roots = {path: root for path, root in expanded if root is not None}
+    if batch.shard:
+        expanded = take_shard(expanded, *parse_shard(batch.shard))
+    return [path for path, _ in expanded], roots
 
 
 def check_name_template(template: str) -> str:
@@ -210,14 +227,21 @@ def check_name_template(template: str) -> str:
 
 @dataclass
 class OutputPlan:
-    """Where each input's result goes, and which inputs are skipped because their output exists."""
+    """Where each input's result goes; which inputs are skipped because their output exists (with
+    --keep-going: reported as not done; with --skip-existing: done before); which outputs may be replaced."""
 
     outputs: dict[Path, Path] = field(default_factory=dict)
     skipped: dict[Path, str] = field(default_factory=dict)
+    done: dict[Path, Path] = field(default_factory=dict)
+    replace: set[Path] = field(default_factory=set)
 
     @property
     def to_stdout(self) -> bool:
         return any(str(p) == STDIO for p in self.outputs.values())
+
+    def overwrite(self, source: Path) -> bool:
+        """May the output of ``source`` replace an existing file (--force, or an incomplete one to redo)?"""
+        return source in self.replace
 
 
 def _writable_folder(path: Path) -> None:
@@ -251,16 +275,23 @@ def check_output(out: Path, inputs: list[Path], force: bool, suffixes: tuple[str
     return out
 
 
-def plan_outputs(sources: list[Path], output: Optional[Path], template: str, all_inputs: list[Path], batch: Batch,
+def plan_outputs(sources: list[Path], output: Optional[Path], name: Optional[str], default_name: str,
+                 all_inputs: list[Path], batch: Batch, roots: Optional[dict[Path, Path]] = None,
                  extras: tuple[tuple[Optional[Path], tuple[str, ...]], ...] = ()) -> OutputPlan:
-    """Every input's output (``-o``, else ``--out-dir``/template, else next to the input; ``-`` in, stdout out),
-    checked before any work. ``extras`` are further files (``--save-map``, ``--lut``, ...) with their suffixes."""
+    """Every input's output, checked before any work: ``-o``; else for an image found in a folder (``roots``)
+    its path relative to that folder under ``--out-dir`` (renamed by ``--name`` if given); else
+    ``--out-dir``/name, else next to the input (``name`` or ``default_name``); ``-`` in, stdout out.
+    ``extras`` are further files (``--save-map``, ``--lut``, ...) with their suffixes."""
+    from otmap_cli.batch import mirrored_output, run_each
+    from otmap_cli.io import is_complete_image
+
     out_dir, force, keep_going = batch.out_dir, batch.force, batch.keep_going
-    if output is not None and len(sources) > 1:
-        raise InputError("-o/--output takes one input; use --out-dir for several")
+    roots = roots or {}
+    if output is not None and (len(sources) > 1 or roots):
+        raise InputError("-o/--output takes one input file; use --out-dir for several or for a folder")
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out-dir {out_dir}: is a file, not a folder")
-    check_name_template(template)
+    template = check_name_template(name or default_name)
     plan = OutputPlan()
     claimed: dict[Path, str] = {}
 
@@ -272,9 +303,12 @@ def plan_outputs(sources: list[Path], output: Optional[Path], template: str, all
             raise InputError(f"{path}: both {claimed[key]} and {what} would be written there; choose other names")
         claimed[key] = what
 
+    targets = {}
     for source in sources:
         if output is not None:
             target = output
+        elif source in roots:
+            target = mirrored_output(source, roots[source], out_dir, name)
         elif str(source) == STDIO and out_dir is None:
             target = Path(STDIO)
         else:
@@ -282,10 +316,25 @@ def plan_outputs(sources: list[Path], output: Optional[Path], template: str, all
             folder = out_dir if out_dir is not None else (Path.cwd() if str(source) == STDIO else source.parent)
             target = folder / template.format(stem=stem)
         claim(target, f"the output of {source}")
+        targets[source] = target
+    existing = {source for source, target in targets.items() if str(target) != STDIO and target.is_file()}
+    if batch.skip_existing:  # decoding every existing output: on -j workers too
+        checked = [source for source in sources if source in existing]
+        complete = list(run_each(is_complete_image, [targets[source] for source in checked], batch.workers))
+        for source, whole in zip(checked, complete):
+            if whole is True:
+                plan.done[source] = targets[source]
+            else:
+                plan.replace.add(source)  # cut short (a killed writer, a full disk): redo it
+    for source, target in targets.items():
+        if source in plan.done:
+            continue
+        if force:
+            plan.replace.add(source)
         try:
-            plan.outputs[source] = check_output(target, all_inputs, force)
+            plan.outputs[source] = check_output(target, all_inputs, source in plan.replace)
         except InputError as exc:
-            if not (keep_going and target.exists() and not target.is_dir() and len(sources) > 1):
+            if not (keep_going and source in existing and len(sources) > 1):
                 raise
             plan.skipped[source] = str(exc)
     for extra, suffixes in extras:
@@ -299,35 +348,53 @@ def plan_outputs(sources: list[Path], output: Optional[Path], template: str, all
 
 
 def run_batch(inputs: list[Path], work: Callable[[Path], dict], batch: Batch, plan: OutputPlan) -> None:
-    """Run ``work`` on each input; with --keep-going, go past failures and exit non-zero at the end.
+    """Run ``work`` on each input (``-j`` of them at once); with --keep-going, go past failures and exit
+    non-zero at the end.
 
-    With --json a summary goes to stdout in every case, also when the batch stops at a failure.
+    With --json a summary goes to stdout in every case, also when the batch stops at a failure: one
+    result per input in input order, and the lists of the inputs skipped and failed.
     """
-    results, exit_codes = [], []
-    skipped = plan.skipped
+    from otmap_cli.batch import run_each
+
+    results, failed, exit_codes = [], [], []
+    skipped, done = plan.skipped, plan.done
 
     def summary() -> None:
         if batch.as_json:
-            emit_json({"results": results, "failed": len(exit_codes), "skipped": len(skipped)})
+            emit_json({"results": results, "failed": len(exit_codes), "skipped": len(skipped) + len(done),
+                       "skipped_inputs": [r["input"] for r in results if r.get("skipped")],
+                       "failed_inputs": failed})
 
-    for source in inputs:
-        if source in skipped:
-            results.append({"input": str(source), "ok": False, "skipped": True, "error": skipped[source]})
-            say(f"otmap: skipped {source}: {skipped[source]}")
-            continue
-        try:
-            results.append({"input": str(source), "ok": True, **work(source)})
-        except OtmapError as exc:
-            exit_codes.append(exc.exit_code)
-            results.append({"input": str(source), "ok": False, "error": str(exc)})
+    todo = [source for source in inputs if source not in skipped and source not in done]
+    outcomes = run_each(work, todo, batch.workers)
+    try:
+        for source in inputs:
+            if source in done:
+                results.append({"input": str(source), "ok": True, "skipped": True, "output": str(done[source]),
+                                "reason": "output exists and is complete (--skip-existing)"})
+                continue
+            if source in skipped:
+                results.append({"input": str(source), "ok": False, "skipped": True, "error": skipped[source]})
+                say(f"otmap: skipped {source}: {skipped[source]}")
+                continue
+            outcome = next(outcomes)
+            if not isinstance(outcome, OtmapError):
+                results.append({"input": str(source), "ok": True, **outcome})
+                continue
+            exit_codes.append(outcome.exit_code)
+            failed.append(str(source))
+            results.append({"input": str(source), "ok": False, "error": str(outcome)})
             if not batch.keep_going or len(inputs) == 1:
                 summary()
-                raise
-            say(f"otmap: error: {exc} (continuing)")
+                raise outcome
+            say(f"otmap: error: {outcome} (continuing)")
+    finally:
+        outcomes.close()  # stops the workers if the loop ended early
     summary()
+    if done:
+        say(f"otmap: {len(done)} of {len(inputs)} inputs skipped (output exists and is complete)")
     if skipped:
         say(f"otmap: {len(skipped)} of {len(inputs)} inputs skipped (output exists; --force replaces)")
     if exit_codes:
         say(f"otmap: {len(exit_codes)} of {len(inputs)} inputs failed")
         raise typer.Exit(1 if 1 in exit_codes else 2)
-

@@ -11,8 +11,8 @@ import typer
 
 from otmap_cli.choices import SOLVERS, TASKS, choice_enum
 from otmap_cli.choices import IMAGE_SUFFIXES
-from otmap_cli.cli.common import (DEVICE, FORCE, MAX_PIXELS, STDIO, Batch, check_output, grouped, plan_outputs, progress,
-                                  require_files, result, run_batch, say, select_shard, wrote)
+from otmap_cli.cli.common import (DEVICE, FORCE, MAX_PIXELS, STDIO, Batch, check_output, grouped, plan_outputs,
+                                  progress, require_files, result, run_batch, say, select_inputs, wrote)
 from otmap_cli.errors import InputError
 
 Task = choice_enum("Task", TASKS)
@@ -55,13 +55,14 @@ class Iteration:
 
 @grouped
 def restore(
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Degraded image(s); '-' reads stdin (and "
-                                        "writes stdout unless -o or --out-dir)."),
+    inputs: List[Path] = typer.Argument(..., metavar="INPUT...", help="Degraded image(s) or folders (with "
+                                        "--out-dir); '-' reads stdin (and writes stdout unless -o or --out-dir)."),
     *, model: ForwardModel,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file ('-' = PNG on stdout). "
                                           "Default: <input>_restored.png."),
-    name: str = typer.Option("{stem}_restored.png", "--name", help="Output name template ({stem} = the input's "
-                             "name without its extension)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Output name template ({stem} = the input's name "
+                                       "without its extension). Default: {stem}_restored.png; for images "
+                                       "found in a folder, their own names."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpainting mask, same size: black = missing."),
     solver: Solver = typer.Option(Solver.auto, "--solver", help="How the flow prior is used: pnp-flow (the "
                                   "paper's iteration), dpir (deepinv's DPIR with the prior as denoiser), or mmse "
@@ -93,11 +94,12 @@ def restore(
                              uncertainty_runs if uncertainty is not None else None)
     degradation, _, solver_used = options.validate(has_mask=mask is not None)
     require_files([mask, model.kernel, reference, weights] + ([] if batch.keep_going else inputs))
-    inputs = select_shard(inputs, batch.shard)
+    given = list(inputs)
+    inputs, roots = select_inputs(inputs, batch)
     extra_inputs = [p for p in (mask, model.kernel, reference, weights) if p is not None]
     spread = _uncertainty_paths(uncertainty, inputs)
-    plan = plan_outputs(inputs, output, name, [*inputs, *extra_inputs], batch,
-                        extras=tuple((path, IMAGE_SUFFIXES) for path in spread.values()))
+    plan = plan_outputs(inputs, output, name, "{stem}_restored.png", [*given, *roots, *extra_inputs],
+                        batch, roots, extras=tuple((path, IMAGE_SUFFIXES) for path in spread.values()))
     from otmap_cli.device import resolve_device
     from otmap_cli.io import is_grey, read_image, write_image
     from otmap_cli.restoration import api
@@ -130,7 +132,7 @@ def restore(
                                                              **settings)
             else:
                 restored = api.restore_image(image, task, progress=update, **settings)
-        write_image(restored, plan.outputs[source], overwrite=batch.force)
+        write_image(restored, plan.outputs[source], overwrite=plan.overwrite(source))
         if source in spread:
             write_image(api.heat_map(std), spread[source], bit_depth=8, overwrite=batch.force)
             record = {"uncertainty": str(spread[source]), "uncertainty_runs": uncertainty_runs,

@@ -36,6 +36,7 @@ APPLY_LUT_SIZE = 65
 class ColourMap:
     net: MonotoneGradientNet
     info: dict = field(default_factory=dict)
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (size, strength) -> lut
 
     @property
     def strength(self) -> float:
@@ -61,7 +62,13 @@ class ColourMap:
         return torch.from_numpy(keep_luminance(colours.numpy(), mapped.clamp(0, 1).numpy()))
 
     def lut(self, size: int, strength: float | None = None, preserve_luminance: bool | None = None) -> np.ndarray:
-        return sample_lut(lambda c: self.transform(c, strength, preserve_luminance), size)
+        """The map sampled on a size^3 grid, computed once per (size, strength, luminance): ``apply`` on a
+        folder of frames would otherwise spend most of each frame re-evaluating the network on 65^3 colours."""
+        key = (size, self.strength if strength is None else float(strength),
+               self.preserve_luminance if preserve_luminance is None else bool(preserve_luminance))
+        if key not in self._tables:
+            self._tables[key] = sample_lut(lambda c: self.transform(c, strength, preserve_luminance), size)
+        return self._tables[key]
 
     def apply(self, rgb: np.ndarray, strength: float | None = None, exact: bool = False,
               chunk: int = 1 << 20, out: np.ndarray | None = None,

@@ -104,6 +104,25 @@ def test_saved_map_keeps_its_strength(tmp_path):
     assert np.abs(again.apply(source.rgb) - again.apply(source.rgb, strength=1.0)).mean() > 1e-3
 
 
+def test_the_apply_table_is_sampled_once_per_strength_and_equals_a_fresh_one(monkeypatch):
+    """``apply`` on many frames reuses the 65^3 table (0.6 s per 1080p frame otherwise, docs/large_jobs.md)."""
+    from otmap_cli.transport import colormap
+
+    source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
+    colour_map, _ = fit_colour_map([source], style, TINY, sample_pixels=5000)
+    fresh = {s: colormap.sample_lut(lambda c: colour_map.transform(c, s), 65) for s in (None, 0.5)}
+    calls = []
+    colour_map._tables.clear()  # whatever the fit sampled
+    monkeypatch.setattr(colormap, "sample_lut", lambda *a, **k: calls.append(1) or fresh[None])
+    frame = np.random.default_rng(0).random((600, 500, 3), dtype=np.float32)  # above 65^3 pixels: the table
+    first, second = colour_map.apply(frame), colour_map.apply(frame)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first, apply_lut(fresh[None], frame))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(colour_map.lut(65, 0.5), fresh[0.5])  # another strength: its own table
+
+
 def test_cli_apply_cube_with_strength_blends_with_identity(tmp_path, curved_table):
     write_cube(tmp_path / "t.cube", curved_table)
     write_image(read_image(SAMPLES / "day.jpg"), tmp_path / "day.png")
