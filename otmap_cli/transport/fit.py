@@ -118,6 +118,17 @@ def colour_histogram(points: torch.Tensor, bins: int) -> tuple[torch.Tensor, tor
     return occupied, (sums / counts[:, None]).float(), (counts / len(points)).float()
 
 
+def barycentric_targets(xs: torch.Tensor, a: torch.Tensor, ys: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Each point x_i's barycentric target sum_j P_ij y_j / sum_j P_ij under the exact OT plan P (``ot.emd``)."""
+    import ot
+
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    plan = ot.emd(a64 / a64.sum(), b64 / b64.sum(), ot.dist(xs.double().numpy(), ys.double().numpy()),
+                  numItermax=10_000_000)
+    plan = torch.from_numpy(plan).float()
+    return (plan @ ys) / plan.sum(1, keepdim=True).clamp_min(1e-12)
+
+
 @dataclass
 class HistogramPlan:
     """Exact OT (POT ``ot.emd``) between two colour histograms: each source cell's barycentric target.
@@ -137,15 +148,9 @@ class HistogramPlan:
     @classmethod
     def fit(cls, source: torch.Tensor, target: torch.Tensor, bins: int,
             output_range: tuple[float, float] | None) -> "HistogramPlan":
-        import ot
-
         codes, xs, a = colour_histogram(source, bins)
         _, ys, b = colour_histogram(target, bins)
-        a64, b64 = a.double().numpy(), b.double().numpy()
-        plan = ot.emd(a64 / a64.sum(), b64 / b64.sum(), ot.dist(xs.double().numpy(), ys.double().numpy()),
-                      numItermax=10_000_000)
-        plan = torch.from_numpy(plan).float()
-        targets = (plan @ ys) / plan.sum(1, keepdim=True).clamp_min(1e-12)
+        targets = barycentric_targets(xs, a, ys, b)
         on_low = torch.zeros(bins ** source.shape[1], source.shape[1], dtype=torch.bool)
         on_high = torch.zeros_like(on_low)
         if output_range is not None:
@@ -174,7 +179,7 @@ def _pushed(net: MonotoneGradientNet, x: torch.Tensor, settings: FitSettings) ->
 
 
 def _edge_excess(raw: torch.Tensor, on_low: torch.Tensor, on_high: torch.Tensor,
-                 settings: FitSettings) -> torch.Tensor:
+                 settings: FitSettings, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared distance of T(x) past the gamut edges it is not allowed to pass (see HistogramPlan).
 
     The distribution loss sees the clipped output, so it lets the map reach a point mass that the
@@ -188,7 +193,8 @@ def _edge_excess(raw: torch.Tensor, on_low: torch.Tensor, on_high: torch.Tensor,
     low, high = settings.output_range
     below = (low - raw).clamp_min(0).pow(2) * (1 - (1 - ALLOWED_OVERSHOOT_WEIGHT) * on_low.float())
     above = (raw - high).clamp_min(0).pow(2) * (1 - (1 - ALLOWED_OVERSHOOT_WEIGHT) * on_high.float())
-    return (below + above).sum(1).mean()
+    per_point = (below + above).sum(1)
+    return per_point.mean() if weights is None else (per_point * weights).sum()
 
 
 def _warm_start(net, plan: HistogramPlan, settings, optimizer, tick) -> None:
@@ -198,9 +204,38 @@ def _warm_start(net, plan: HistogramPlan, settings, optimizer, tick) -> None:
     if _by_hand(net, settings):
         return _warm_start_numpy(net, xs, targets, weights, on_low, on_high, settings, optimizer, tick)
     for step in range(settings.warm_steps):
-        pushed = _gamut_clip(net(xs), on_low, on_high, settings.output_range)
-        optimizer.step(((pushed - targets).pow(2).sum(1) * weights).sum())
+        optimizer.step(_warm_loss(net(xs), targets, weights, on_low, on_high, settings))
         tick(step + 1)
+
+
+def _warm_loss(raw: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, on_low: torch.Tensor,
+               on_high: torch.Tensor, settings: FitSettings) -> torch.Tensor:
+    """Weighted squared error of the edge-clipped T(x) to the targets, plus the pull back of ``_edge_excess``.
+
+    The pull back matters here as much as in the refinement: without it a cell next to one whose
+    target is on the edge is dragged past the edge with it, and the clip then flattens that region.
+    """
+    pushed = _gamut_clip(raw, on_low, on_high, settings.output_range)
+    return ((pushed - targets).pow(2).sum(1) * weights).sum() + settings.edge_weight * _edge_excess(
+        raw, on_low, on_high, settings, weights)
+
+
+def _warm_gradient(raw: np.ndarray, targets: np.ndarray, weights: np.ndarray, on_low: np.ndarray,
+                   on_high: np.ndarray, settings: FitSettings) -> np.ndarray:
+    """d/dT of ``_warm_loss``, in NumPy (``weights`` is (N, 1))."""
+    low, high = settings.output_range or (-np.inf, np.inf)
+    clipped = np.where(on_high, np.minimum(raw, high), np.where(on_low, np.maximum(raw, low), raw))  # _gamut_clip
+    grad = 2 * weights * (clipped - targets) * (clipped == raw)
+    if settings.edge_weight and settings.output_range is not None:
+        grad += settings.edge_weight * weights * _edge_pull(raw, on_low, on_high, low, high)
+    return grad
+
+
+def _edge_pull(raw: np.ndarray, on_low: np.ndarray, on_high: np.ndarray, low: float, high: float) -> np.ndarray:
+    """d/dT of the per-point sum in ``_edge_excess``."""
+    below = np.maximum(low - raw, 0) * np.where(on_low, ALLOWED_OVERSHOOT_WEIGHT, 1).astype(raw.dtype)
+    above = np.maximum(raw - high, 0) * np.where(on_high, ALLOWED_OVERSHOOT_WEIGHT, 1).astype(raw.dtype)
+    return 2 * (above - below)
 
 
 def _by_hand(net, settings) -> bool:
@@ -217,10 +252,7 @@ def _refine_gradient(raw: np.ndarray, target: np.ndarray, on_low: np.ndarray, on
     pushed = np.clip(raw, low, high)
     grad = loss_fn.gradient(pushed, target) * (pushed == raw)
     if settings.edge_weight:
-        scale = 2 * settings.edge_weight / len(raw)
-        below = np.maximum(low - raw, 0) * np.where(on_low, ALLOWED_OVERSHOOT_WEIGHT, 1).astype(raw.dtype)
-        above = np.maximum(raw - high, 0) * np.where(on_high, ALLOWED_OVERSHOOT_WEIGHT, 1).astype(raw.dtype)
-        grad += scale * (above - below)
+        grad += settings.edge_weight / len(raw) * _edge_pull(raw, on_low, on_high, low, high)
     return grad
 
 
@@ -272,18 +304,9 @@ def _warm_start_numpy(net, xs, targets, weights, on_low, on_high, settings, opti
     """The weighted regression of ``_warm_start`` for a C-MGN, with NumPy gradients (same loss)."""
     named = dict(net.named_parameters())
     params = {name: p.detach().numpy() for name, p in named.items()}  # views: Adam updates them in place
-    x, y, w = xs.numpy(), targets.numpy(), weights.numpy()[:, None]
-    low, high = settings.output_range or (-np.inf, np.inf)
-    free_low, free_high = ~on_low.numpy(), ~on_high.numpy()
-
-    def loss_grad(out: np.ndarray) -> np.ndarray:  # _gamut_clip, then the weighted squared error
-        clipped = np.where(free_high, out, np.minimum(out, high))
-        clipped = np.where(free_low, clipped, np.maximum(clipped, low))
-        passes = (clipped == out).astype(out.dtype)
-        return 2 * w * (clipped - y) * passes
-
+    arrays = targets.numpy(), weights.numpy()[:, None], on_low.numpy(), on_high.numpy()
     for step in range(settings.warm_steps):
-        grads = cmgn_forward_backward(params, x, loss_grad)
+        grads = cmgn_forward_backward(params, xs.numpy(), lambda raw: _warm_gradient(raw, *arrays, settings))
         optimizer.apply({id(named[name]): torch.from_numpy(g) for name, g in grads.items()})
         tick(step + 1)
 

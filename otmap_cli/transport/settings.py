@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from otmap_cli.choices import FIT_INITS, LOSSES, MONOTONE_MODELS
 
-# Upper bounds that keep a typo from running for days (the defaults are 150 and 300 steps).
+# Upper bounds that keep a typo from running for days (the defaults are 150 and 600 steps).
 MAX_STEPS = 100_000
 MAX_BATCH = 1 << 20
 
@@ -23,7 +23,7 @@ class FitSettings:
     lr: float = 1e-2
     init: str = "gaussian"
     summary_bins: int = 16  # the warm start's colour histogram has summary_bins^3 cells
-    warm_steps: int = 300
+    warm_steps: int = 600
     edge_weight: float = 1.0  # weight of the pull back from past the gamut edge (fit._edge_excess)
     seed: int = 0
     device: str = "cpu"

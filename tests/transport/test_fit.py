@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from otmap_cli.nets.monotone import CMGN
-from otmap_cli.transport.fit import FitSettings, _edge_excess, _refine_gradient, cmgn_forward_backward
+from otmap_cli.transport.fit import (FitSettings, _edge_excess, _refine_gradient, _warm_gradient, _warm_loss,
+                                    cmgn_forward_backward)
 from otmap_cli.transport.losses import SlicedWasserstein
 
 
@@ -54,3 +55,22 @@ def test_numpy_refinement_gradient_matches_autograd():
         out, target.numpy(), on_low.numpy(), on_high.numpy(), SlicedWasserstein(seed=3), settings))
     for (name, _), want in zip(net.named_parameters(), expected):
         np.testing.assert_allclose(grads[name], want.numpy(), atol=1e-4 * want.abs().max().item(), err_msg=name)
+
+
+def test_numpy_warm_start_gradient_matches_autograd():
+    """The warm start's weighted regression with the edge clip and the pull back, by hand and by autograd."""
+    torch.manual_seed(2)
+    net = CMGN(dim=3, width=16)
+    x = torch.rand(250, 3)
+    net.init_from_affine(1.5 * torch.eye(3), torch.full((3,), -0.25), x)  # runs past both edges
+    settings = FitSettings(output_range=(0.0, 1.0), edge_weight=1.0)
+    targets, weights = torch.rand(250, 3), torch.rand(250).softmax(0)
+    on_low, on_high = torch.rand(250, 3) < 0.3, torch.rand(250, 3) < 0.3
+    expected = torch.autograd.grad(_warm_loss(net(x), targets, weights, on_low, on_high, settings),
+                                   list(net.parameters()))
+    params = {name: p.detach().numpy() for name, p in net.named_parameters()}
+    grads = cmgn_forward_backward(params, x.numpy(), lambda out: _warm_gradient(
+        out, targets.numpy(), weights.numpy()[:, None], on_low.numpy(), on_high.numpy(), settings))
+    for (name, _), want in zip(net.named_parameters(), expected):
+        np.testing.assert_allclose(grads[name], want.numpy(), atol=1e-4 * want.abs().max().item(), err_msg=name)
+

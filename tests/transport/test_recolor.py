@@ -7,7 +7,7 @@ import ot
 import pytest
 import torch
 
-from conftest import SAMPLES
+from conftest import ROOT, SAMPLES
 from otmap_cli.io import Image, read_image
 from otmap_cli.transport.colormap import ColourMap
 from otmap_cli.transport.fit import FitSettings
@@ -174,3 +174,32 @@ def test_recolor_reports_named_phases_with_known_totals():
     assert calls[0] == (0, 12, "fitting map · step 0/12")  # named before the exact OT of the warm start
     assert [(name, done) for name, done, _ in _phases_in_order(calls)] == [("fitting map", 12), ("applying", 1)]
     assert [c[2] for c in calls[:13]] == [f"fitting map · step {k}/12" for k in range(13)]
+
+
+CBSD68 = ROOT.parent / "shared" / "data" / "cbsd68"
+
+
+def _clipped(rgb: np.ndarray) -> float:
+    flat = rgb.reshape(-1, 3)
+    return float(((flat <= 0.5 / 255) | (flat >= 1 - 0.5 / 255)).any(1).mean())
+
+
+def _gradient_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.filters import sobel_h, sobel_v
+
+    la, lb = (np.clip(x, 0, 1) @ np.array([0.2126, 0.7152, 0.0722]) for x in (a, b))
+    return float(np.corrcoef(np.concatenate([sobel_h(la).ravel(), sobel_v(la).ravel()]),
+                             np.concatenate([sobel_h(lb).ravel(), sobel_v(lb).ravel()]))[0, 1])
+
+
+@pytest.mark.skipif(not CBSD68.is_dir(), reason="needs ../shared/data/cbsd68")
+def test_default_recolor_keeps_the_giraffes_of_issue_11():
+    """Giraffes on grass -> a wolf on snow under a dark forest: v1 clipped 92 % of the pixels and the
+    giraffes vanished. The default fit must clip at most 2 pp more than max(source, style), and keep
+    more of the source's edges than the same fit without the pull back from the gamut edge."""
+    source, style = read_image(CBSD68 / "253055.png"), read_image(CBSD68 / "167062.png")
+    out, _, result = recolor(source, style)
+    free, _, _ = recolor(source, style, FitSettings(edge_weight=0.0))
+    assert not result.fell_back
+    assert _clipped(out.rgb) <= max(_clipped(source.rgb), _clipped(style.rgb)) + 0.02 < _clipped(free.rgb)
+    assert _gradient_correlation(source.rgb, out.rgb) > _gradient_correlation(source.rgb, free.rgb) + 0.05
