@@ -108,20 +108,29 @@ def pot_transport(kind):
     return run
 
 
-def pot_mapping(kernel: str, n: int = 1000, chunk: int = 20_000):
-    """Perrot et al. 2016 joint OT + smooth map estimation (POT defaults otherwise), fitted on n pixels."""
+def pot_mapping(kernel: str, eta: float, n: int = 1000, chunk: int = 20_000):
+    """Perrot et al. 2016 joint OT + smooth map estimation, fitted on n pixels.
+
+    The kernel width is the median distance between source pixels (the usual median heuristic): POT's
+    default sigma = 1 is wider than the whole RGB cube of [0, 1] colours, which makes the kernel
+    matrix singular. ``eta`` weighs the map's regulariser: at POT's 1e-3 the linear kernel's system was
+    singular too. The Gaussian kernel diverged on the demo pair at every eta tried (1e-3, 0.1, 1: W2
+    25-35x the floor, all pixels clipped) and its system was singular on the next pair, so it is not a
+    row (benchmarks/results/recolor_v22_mapping_gaussian_failed.log).
+    The other parameters are POT's defaults."""
     def run(src, sty):
         rng = np.random.default_rng(0)
         xs = src.reshape(-1, 3)[rng.choice(src.size // 3, n, replace=False)].astype(np.float64)
         xt = sty.reshape(-1, 3)[rng.choice(sty.size // 3, n, replace=False)].astype(np.float64)
-        model = ot.da.MappingTransport(kernel=kernel, sigma=1.0, mu=1.0, eta=1e-3, bias=True, max_iter=10)
+        sigma = float(np.median(ot.dist(xs, xs, metric="euclidean")))
+        model = ot.da.MappingTransport(kernel=kernel, sigma=sigma, mu=1.0, eta=eta, bias=True, max_iter=10)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(Xs=xs, Xt=xt)
             flat = src.reshape(-1, 3).astype(np.float64)
             return np.concatenate([model.transform(Xs=flat[i:i + chunk]) for i in range(0, len(flat), chunk)]
                                   ).reshape(src.shape)
-    run.__name__ = f"POT MappingTransport ({kernel} kernel, {n} px)"
+    run.__name__ = f"POT MappingTransport ({kernel} kernel, eta {eta:g}, {n} px)"
     return run
 
 
@@ -144,7 +153,7 @@ def mgn(model, loss, **overrides):
 
 def methods(quick: bool):
     classical = [identity, skimage_histogram, gaussian_mkl, color_matcher("hm-mkl-hm"), color_matcher("reinhard"),
-                 idt, pot_mapping("gaussian"), pot_transport("emd")]
+                 idt, pot_mapping("linear", 0.1), pot_transport("emd")]
     ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
             mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048)]
     if quick:
@@ -181,7 +190,8 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="fewer methods")
     parser.add_argument("--methods", type=str, default=None,
-                        help="comma-separated substrings: run only the methods whose name contains one of them")
+                        help="comma-separated substrings: run only the methods whose name contains one of them "
+                             "('=NAME' for exactly that name, e.g. '=CMGN sliced' for the default alone)")
     parser.add_argument("--no-quality", action="store_true", help="skip the quality table")
     parser.add_argument("--timing", action="store_true", help="whole-process timing table (0.25 MP, 12 MP, 1080p)")
     parser.add_argument("--frames", type=int, default=100, help="1080p frames for the apply fps row")
@@ -197,7 +207,8 @@ def main() -> None:
     if not args.no_quality:
         classical, ours = methods(args.quick)
         if args.methods:
-            wanted = lambda fn: any(part in fn.__name__ for part in args.methods.split(","))  # noqa: E731
+            wanted = lambda fn: any(fn.__name__ == part[1:] if part.startswith("=") else part in fn.__name__  # noqa: E731
+                                    for part in args.methods.split(","))
             classical, ours = [f for f in classical if wanted(f)], [f for f in ours if wanted(f)]
         rows, sheet = quality(chosen, classical, ours, args)
         (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
