@@ -118,17 +118,6 @@ def colour_histogram(points: torch.Tensor, bins: int) -> tuple[torch.Tensor, tor
     return occupied, (sums / counts[:, None]).float(), (counts / len(points)).float()
 
 
-def barycentric_targets(xs: torch.Tensor, a: torch.Tensor, ys: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Each point x_i's barycentric target sum_j P_ij y_j / sum_j P_ij under the exact OT plan P (``ot.emd``)."""
-    import ot
-
-    a64, b64 = a.double().numpy(), b.double().numpy()
-    plan = ot.emd(a64 / a64.sum(), b64 / b64.sum(), ot.dist(xs.double().numpy(), ys.double().numpy()),
-                  numItermax=10_000_000)
-    plan = torch.from_numpy(plan).float()
-    return (plan @ ys) / plan.sum(1, keepdim=True).clamp_min(1e-12)
-
-
 @dataclass
 class HistogramPlan:
     """Exact OT (POT ``ot.emd``) between two colour histograms: each source cell's barycentric target.
@@ -148,9 +137,15 @@ class HistogramPlan:
     @classmethod
     def fit(cls, source: torch.Tensor, target: torch.Tensor, bins: int,
             output_range: tuple[float, float] | None) -> "HistogramPlan":
+        import ot
+
         codes, xs, a = colour_histogram(source, bins)
         _, ys, b = colour_histogram(target, bins)
-        targets = barycentric_targets(xs, a, ys, b)
+        a64, b64 = a.double().numpy(), b.double().numpy()
+        plan = ot.emd(a64 / a64.sum(), b64 / b64.sum(), ot.dist(xs.double().numpy(), ys.double().numpy()),
+                      numItermax=10_000_000)
+        plan = torch.from_numpy(plan).float()
+        targets = (plan @ ys) / plan.sum(1, keepdim=True).clamp_min(1e-12)
         on_low = torch.zeros(bins ** source.shape[1], source.shape[1], dtype=torch.bool)
         on_high = torch.zeros_like(on_low)
         if output_range is not None:

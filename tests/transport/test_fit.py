@@ -38,39 +38,42 @@ def test_numpy_cmgn_gradients_match_autograd(layers):
         np.testing.assert_allclose(grad, expected[name].numpy(), atol=1e-4 * scale, err_msg=name)
 
 
+def _net_past_both_edges(seed: int, n: int):
+    """A small C-MGN whose outputs run past 0 and 1, its inputs, and random edge flags."""
+    torch.manual_seed(seed)
+    net = CMGN(dim=3, width=16)
+    x = torch.rand(n, 3)
+    net.init_from_affine(1.6 * torch.eye(3), torch.full((3,), -0.3), x)
+    return net, x, torch.rand(n, 3) < 0.3, torch.rand(n, 3) < 0.3
+
+
+def _assert_same_gradients(net, grads: dict, expected) -> None:
+    for (name, _), want in zip(net.named_parameters(), expected):
+        np.testing.assert_allclose(grads[name], want.numpy(), atol=1e-4 * want.abs().max().item(), err_msg=name)
+
+
 def test_numpy_refinement_gradient_matches_autograd():
     """Sliced W2 of the clipped output plus the gamut-edge pull back, by hand and by autograd."""
-    torch.manual_seed(1)
-    net = CMGN(dim=3, width=16)
-    x = torch.rand(300, 3)
-    net.init_from_affine(1.6 * torch.eye(3), torch.full((3,), -0.3), x)  # runs past both edges
+    net, x, on_low, on_high = _net_past_both_edges(1, 300)
     settings = FitSettings(output_range=(0.0, 1.0), edge_weight=1.0)
     target = torch.rand(300, 3)
-    on_low, on_high = torch.rand(300, 3) < 0.3, torch.rand(300, 3) < 0.3
     raw = net(x)
     loss = SlicedWasserstein(seed=3)(raw.clamp(0, 1), target) + _edge_excess(raw, on_low, on_high, settings)
     expected = torch.autograd.grad(loss, list(net.parameters()))
     params = {name: p.detach().numpy() for name, p in net.named_parameters()}
     grads = cmgn_forward_backward(params, x.numpy(), lambda out: _refine_gradient(
         out, target.numpy(), on_low.numpy(), on_high.numpy(), SlicedWasserstein(seed=3), settings))
-    for (name, _), want in zip(net.named_parameters(), expected):
-        np.testing.assert_allclose(grads[name], want.numpy(), atol=1e-4 * want.abs().max().item(), err_msg=name)
+    _assert_same_gradients(net, grads, expected)
 
 
 def test_numpy_warm_start_gradient_matches_autograd():
     """The warm start's weighted regression with the edge clip and the pull back, by hand and by autograd."""
-    torch.manual_seed(2)
-    net = CMGN(dim=3, width=16)
-    x = torch.rand(250, 3)
-    net.init_from_affine(1.5 * torch.eye(3), torch.full((3,), -0.25), x)  # runs past both edges
+    net, x, on_low, on_high = _net_past_both_edges(2, 250)
     settings = FitSettings(output_range=(0.0, 1.0), edge_weight=1.0)
     targets, weights = torch.rand(250, 3), torch.rand(250).softmax(0)
-    on_low, on_high = torch.rand(250, 3) < 0.3, torch.rand(250, 3) < 0.3
     expected = torch.autograd.grad(_warm_loss(net(x), targets, weights, on_low, on_high, settings),
                                    list(net.parameters()))
     params = {name: p.detach().numpy() for name, p in net.named_parameters()}
     grads = cmgn_forward_backward(params, x.numpy(), lambda out: _warm_gradient(
         out, targets.numpy(), weights.numpy()[:, None], on_low.numpy(), on_high.numpy(), settings))
-    for (name, _), want in zip(net.named_parameters(), expected):
-        np.testing.assert_allclose(grads[name], want.numpy(), atol=1e-4 * want.abs().max().item(), err_msg=name)
-
+    _assert_same_gradients(net, grads, expected)

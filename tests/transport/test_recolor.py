@@ -16,6 +16,7 @@ from otmap_cli.transport.lut import apply_lut, read_cube, write_cube
 from otmap_cli.transport.recolor import fit_colour_map, pixel_samples, recolor
 
 FAST = FitSettings(steps=60, warm_steps=100, batch=1024)
+CBSD68 = ROOT.parent / "shared" / "data" / "cbsd68"  # issue 11's failure pair; tests using it skip without it
 
 
 def exact_w2(a: np.ndarray, b: np.ndarray, n: int = 1500, seed: int = 0) -> float:
@@ -174,9 +175,6 @@ def test_recolor_reports_named_phases_with_known_totals():
     assert calls[0] == (0, 12, "fitting map · step 0/12")  # named before the exact OT of the warm start
     assert [(name, done) for name, done, _ in _phases_in_order(calls)] == [("fitting map", 12), ("applying", 1)]
     assert [c[2] for c in calls[:13]] == [f"fitting map · step {k}/12" for k in range(13)]
-
-
-CBSD68 = ROOT.parent / "shared" / "data" / "cbsd68"
 
 
 def _clipped(rgb: np.ndarray) -> float:
