@@ -69,6 +69,11 @@ class BrenierTuning:
                                        "discriminator (default 2e-4); a resumed run may lower it for a final, "
                                        "quieter phase.")
 
+    discriminator_warmup: Optional[int] = typer.Option(None, "--discriminator-warmup", min=0, help="Steps that "
+                                                       "train the discriminator alone at the start of a run "
+                                                       "(default 0); give a few thousand with --init, whose "
+                                                       "file carries no discriminator.")
+
     def config(self, model: str) -> dict:
         """The BrenierTrainConfig fields that were given, ``model_options`` included."""
         if model not in ("brenier", "icnn") and (self.potential or self.code or self.noise_scale):
@@ -76,7 +81,7 @@ class BrenierTuning:
         model_options = {"potential": self.potential.value if self.potential else None, "code": self.code,
                          "noise_scale": self.noise_scale}
         values = {"search_steps": self.search_steps, "near_pairs": self.near_pairs, "near_step": self.near_step,
-                  "lr": self.lr, "lr_discriminator": self.lr}
+                  "lr": self.lr, "lr_discriminator": self.lr, "discriminator_warmup": self.discriminator_warmup}
         return {"penalty_weight": self.penalty_weight,
                 "model_options": {k: v for k, v in model_options.items() if v is not None},
                 **{k: v for k, v in values.items() if v is not None}}

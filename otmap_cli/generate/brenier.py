@@ -70,7 +70,10 @@ class BrenierTrainConfig(RunControls):
     starts at the Gaussian map of that many leading principal directions only (the full-rank map
     adds pixel noise the potential must cancel). ``clip_for_discriminator``: the discriminator
     judges G's output clipped to the pixel range, the image a user gets (the role a tanh plays
-    in a DCGAN, which a gradient map cannot have). Why each default: docs/decisions.md.
+    in a DCGAN, which a gradient map cannot have). ``discriminator_warmup``: the first steps of a
+    run update the discriminator only, so that a warm start from an exported generator (which
+    carries no discriminator) meets a trained critic instead of re-opening the game against a
+    random one. Why each default: docs/decisions.md.
     """
 
     data: Path
@@ -89,6 +92,7 @@ class BrenierTrainConfig(RunControls):
     search_steps: int = 12
     classifier: Path | None = None
     clip_for_discriminator: bool = True
+    discriminator_warmup: int = 0
 
 
 def _new_generator(cfg: BrenierTrainConfig, train_images: torch.Tensor, log: Callable[[str], None]) -> nn.Module:
@@ -216,6 +220,8 @@ class BrenierTrainer(Trainer):
         real = to_unit(self.images[idx]).to(device)
         z = torch.randn((cfg.batch, *self.generator.noise_shape), generator=self.gen).to(device)
         autocast = cfg.autocast()
+        if self.step < cfg.discriminator_warmup:
+            return self._discriminator_step(real, z, autocast)
         self.generator.train()
         with autocast:
             if penalty is not None:
@@ -247,8 +253,24 @@ class BrenierTrainer(Trainer):
         self.step += 1
         return stats
 
+    def _discriminator_step(self, real: torch.Tensor, z: torch.Tensor, autocast) -> dict[str, float]:
+        """A warm-up step: the discriminator learns against the fixed generator, which is untouched."""
+        with torch.no_grad(), autocast:
+            fake = self.generator(z).float()
+        if self.cfg.clip_for_discriminator:
+            fake = fake.clamp(-1, 1)
+        with autocast:
+            loss_d = (F.softplus(-self.discriminator_ddp(real).float()).mean()
+                      + F.softplus(self.discriminator_ddp(fake).float()).mean())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        self.step += 1
+        return {"loss_d": loss_d.item()}
+
     def progress_line(self) -> str:
-        recent = {k: np.mean([h[k] for h in self.history[-self.log_every:]]) for k in self.history[-1]}
+        window = self.history[-self.log_every:]
+        recent = {k: np.mean([h[k] for h in window if k in h]) for k in window[-1]}
         return f"step {self.step} " + " ".join(f"{k} {v:.4g}" for k, v in recent.items()) + f" {self.rate()}"
 
     def evaluate(self) -> dict:
@@ -280,7 +302,8 @@ class BrenierTrainer(Trainer):
         elapsed = self.elapsed()
         scores = self.evaluate()
         history = self.history
-        means = {k: round(float(np.mean([h[k] for h in history])), 4) for k in (history[0] if history else {})}
+        keys = dict.fromkeys(k for h in history for k in h)  # warm-up steps log fewer keys
+        means = {k: round(float(np.mean([h[k] for h in history if k in h])), 4) for k in keys}
         self.write_log({"step": self.step, "elapsed_min": round(elapsed / 60, 2), **means, **scores}, final)
         history.clear()
         if self.cfg.out:

@@ -19,7 +19,7 @@ from torch import nn
 from conftest import synthetic_digits
 from otmap_cli.errors import InputError
 from otmap_cli.generate import metrics
-from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
+from otmap_cli.generate.brenier import BrenierTrainConfig, BrenierTrainer, train_brenier
 from otmap_cli.generate.classifier import MnistClassifier, classify
 from otmap_cli.generate.convexity import check_convexity, hvp, lanczos_smallest
 from otmap_cli.generate.mnist import image_grid, load_mnist, read_idx
@@ -285,6 +285,22 @@ def test_training_runs_resumes_and_exports(mnist_dir, tmp_path):
     assert train_brenier(warm, log=lines.append).config == load_generator(cfg.out).config
     with pytest.raises(InputError, match="not dcgan"):
         train_brenier(BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "x", init=cfg.out, model="dcgan"))
+
+
+def test_discriminator_warmup_leaves_the_generator_untouched(mnist_dir, tmp_path):
+    export_generator(tiny_generator(potential="decoder"), tmp_path / "d.safetensors", {})
+    cfg = BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "warm", init=tmp_path / "d.safetensors", batch=8,
+                             near_pairs=4, max_steps=3, checkpoint_minutes=100, bf16=False, classifier=None,
+                             discriminator_warmup=2, ema_decay=0.5)
+    start = load_generator(cfg.init).state_dict()
+    trainer = BrenierTrainer(cfg, log=lambda line: None)
+    d_start = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    stats = [trainer.train_step() for _ in range(2)]
+    assert all(set(s) == {"loss_d"} for s in stats)
+    assert all(torch.equal(v, start[k]) for k, v in trainer.generator.state_dict().items())
+    assert any(not torch.equal(v, d_start[k]) for k, v in trainer.discriminator.state_dict().items())
+    assert "loss_g" in trainer.train_step()  # after the warm-up, the generator trains
+    assert any(not torch.equal(v, start[k]) for k, v in trainer.generator.state_dict().items())
 
 
 def test_warm_start_may_sharpen_the_decoder_potential(mnist_dir, tmp_path):
