@@ -5,7 +5,8 @@
 * ``denoise``: H = I.
 * ``deblur``: H = convolution with a Gaussian (``blur_sigma``) or user PSF (``kernel``), *reflect*
   padding: photographs are not periodic, and circular padding (the paper's FFT blur) would wrap
-  the opposite edge into the border.
+  the opposite edge into the border. Its data prox is solved by FFT on the reflect-extended image
+  (:class:`~otmap_cli.restoration.reflect_blur.ReflectBlur`), not by deepinv's conjugate gradients.
 * ``superres``: H = bicubic anti-alias filter, then decimation by ``scale`` (reflect padding). We model
   bicubic rather than the paper's plain decimation because real small images are made by
   anti-aliased resizing, and Set5-style benchmarks use bicubic down-scaling. For superres
@@ -97,7 +98,9 @@ def make_physics(task: str, image_size: tuple[int, int], noise_sigma: float | No
         psf = blur_filter(deg.blur_sigma, deg.kernel, device)
         if max(psf.shape[-2:]) // 2 >= min(h, w):
             raise InputError(f"a {w}x{h} image is too small for a {psf.shape[-1]}x{psf.shape[-2]} blur kernel")
-        return dinv.physics.Blur(filter=psf, padding=PADDING, noise_model=noise, device=device)
+        from otmap_cli.restoration.reflect_blur import ReflectBlur
+
+        return ReflectBlur(psf, noise_model=noise, device=device)
     if task == "superres":
         if h % deg.scale or w % deg.scale or min(h, w) < 3 * deg.scale:
             raise InputError(f"super-resolution x{deg.scale} needs a high-resolution size that is a multiple of "
