@@ -1,7 +1,7 @@
 """Compare flow priors as the product's default denoiser (--solver mmse) on test images, beside BM3D.
 
 Every image is degraded with the same seeded Gaussian noise (sigma 25/255 by default) and restored
-by each prior through ``restore_rgb(..., solver="mmse")`` (the x8 flip/rotation ensemble that
+by each prior through ``restore_rgb(..., solver="mmse")`` (the ``api.ENSEMBLE`` flip/rotation views that
 ``otmap restore --task denoise`` runs), and by BM3D with the true sigma when the ``bm3d`` package
 is installed. Prints a markdown table of mean PSNR (dB, [0, 1] units) per set.
 

@@ -127,7 +127,7 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
                                None if mask is None else mask[r0:r1, c0:c1], device)
         if solver == "pnp-flow":
             return pnpflow.solve(tile, physics, counted, settings, generator=generator, noise_sigma=deg.noise_sigma)
-        return _dpir(tile, physics, counted, deg.noise_sigma, device)
+        return _dpir(tile, physics, counted, deg.noise_sigma, device, deg.scale)
 
     with torch.inference_mode():
         side = TILE_SIDE[solver]
@@ -209,13 +209,18 @@ class _Counting:
         return out
 
 
-def _dpir(y: torch.Tensor, physics, prior, noise_sigma: float, device: str) -> torch.Tensor:
+def _dpir(y: torch.Tensor, physics, prior, noise_sigma: float, device: str, scale: int) -> torch.Tensor:
     """deepinv's DPIR (half-quadratic splitting, :data:`DPIR_ITERATIONS` iterations, Zhang et al. TPAMI
-    2021) with our prior as its denoiser: the same network as PnP-Flow, another algorithm."""
+    2021) with our prior as its denoiser: the same network as PnP-Flow, another algorithm.
+
+    Super-resolution starts from the bicubic up-sampling of y, as the DPIR paper's code does; deepinv's
+    default start, A^T y, is the zero-filled image blurred, a quarter as bright at x2 (docs/decisions.md)."""
     import deepinv as dinv
 
     model = dinv.optim.DPIR(sigma=max(noise_sigma, 1e-3), denoiser=AsDeepinvDenoiser(prior), device=device)
     physics.set_ls_solver("CG", max_iter=DPIR_CG_ITERATIONS)
+    if scale > 1:
+        return model(y, physics, init=torch.nn.functional.interpolate(y, scale_factor=scale, mode="bicubic"))
     return model(y, physics)
 
 

@@ -40,8 +40,14 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """The (h, w) Rec. 601 luma of an (h, w, 3) image: what ``colorize`` observes and keeps."""
-    return np.asarray(rgb, dtype=np.float32) @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+    """The (h, w) Rec. 601 luma of an (h, w, 3) image: what ``colorize`` observes and keeps.
+
+    A grey pixel's luma is its grey value exactly: the weighted sum would be off by a rounding (6e-8),
+    and a colour photo and its grey version must give ``colorize`` the same observation."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    weighted = rgb @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+    return np.where(grey, rgb[..., 0], weighted)
 
 
 def load_kernel(path: str | Path) -> np.ndarray:

@@ -44,6 +44,13 @@ def test_keep_luma_sets_the_luma_exactly_and_keeps_in_gamut_hues():
                        atol=1e-5)
 
 
+def test_the_luma_of_a_grey_image_is_its_grey_value_exactly():
+    clean = natural_crop(24)
+    grey = grey_of(clean)
+    assert np.array_equal(physics.luma(grey), grey[..., 0])  # the weighted sum alone is off by 6e-8
+    assert np.abs(physics.luma(clean) - clean @ np.array(physics.LUMA_WEIGHTS)).max() < 1e-6
+
+
 def test_degrade_colorize_gives_the_luma_as_a_grey_image():
     clean = natural_crop(24)
     grey, mask = physics.degrade(clean, "colorize", noise_sigma=0)
