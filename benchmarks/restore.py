@@ -9,7 +9,7 @@ metrics, on [0, 1] images clipped) with seconds per image:
 * ``pnp-flow``: PnP-Flow with the tuned defaults and the shipped prior (``otmap restore``'s choice
   for inpainting);
 * ``flow mmse`` (denoise only): the prior as the MMSE denoiser, D_t(t y), t = 1/(1+sigma), averaged
-  over the 8 flips and quarter turns (what ``otmap restore --task denoise`` runs by default);
+  over ``api.ENSEMBLE`` flips and quarter turns (what ``otmap restore --task denoise`` runs by default);
 * ``dpir``: deepinv.optim.DPIR (HQS, Zhang et al. TPAMI 2021) with *our* prior as its denoiser:
   the same network, another algorithm (``otmap restore``'s choice for deblur and super-resolution);
 * ``bm3d`` (denoise; pip ``bm3d``) and ``tv`` (deepinv TVPrior, 100 proximal-gradient steps from
@@ -156,7 +156,7 @@ def degraded_input(task, y, mask, scale):
 def methods(prior, task: str) -> dict[str, Callable]:
     chosen = {"pnp-flow": pnp_flow(prior)}
     if task == "denoise":
-        chosen["flow mmse (x8)"] = mmse(prior)
+        chosen[f"flow mmse (x{api.ENSEMBLE})"] = mmse(prior)
     chosen["dpir (our prior)"] = dpir(prior)
     if task == "denoise":
         chosen["bm3d"] = bm3d_denoise
