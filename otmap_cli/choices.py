@@ -20,7 +20,7 @@ TASKS = ("denoise", "deblur", "superres", "inpaint", "colorize")
 SCALES = (2, 3, 4)
 SOLVERS = ("auto", "pnp-flow", "dpir", "mmse")
 # What "auto" runs per task: the solver measured best on held-out training crops (docs/decisions.md).
-AUTO_SOLVER = {"denoise": "mmse", "deblur": "dpir", "superres": "dpir", "inpaint": "pnp-flow",
+AUTO_SOLVER = {"denoise": "mmse", "deblur": "dpir", "superres": "dpir", "inpaint": "dpir",
                "colorize": "pnp-flow"}
 # Solvers whose answer does not depend on the seed: no spread to show for restore --uncertainty.
 DETERMINISTIC_SOLVERS = ("dpir", "mmse")

@@ -65,10 +65,10 @@ def restore(
                                        "found in a folder, their own names."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpainting mask, same size: black = missing."),
     solver: Solver = typer.Option(Solver.auto, "--solver", help="How the flow prior is used: pnp-flow (the "
-                                  "paper's iteration), dpir (deepinv's DPIR with the prior as denoiser), or mmse "
+                                  "paper's iteration), dpir (half-quadratic splitting with the prior as denoiser, as DPIR), or mmse "
                                   "(denoise only: the prior as the MMSE denoiser, averaged over flips and "
                                   "rotations). auto = the one measured best per task: mmse for denoise, dpir for "
-                                  "deblur and superres, pnp-flow for inpaint."),
+                                  "deblur, superres and inpaint, pnp-flow for colorize."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Clean image: print PSNR/SSIM (stdout)."),
     uncertainty: Optional[Path] = typer.Option(None, "--uncertainty", metavar="STD.png", help="Also write a heat "
                                                "map of the per-pixel standard deviation across --uncertainty-runs "

@@ -17,7 +17,7 @@ import torch
 
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image, is_grey, read_image
-from otmap_cli.restoration import pnpflow, tiles
+from otmap_cli.restoration import hqs, pnpflow, tiles
 from otmap_cli.restoration.options import RestoreOptions, resolve
 from otmap_cli.progress import Progress
 from otmap_cli.restoration.physics import (blur_filter, degrade, estimate_noise_sigma, luma, make_physics,
@@ -81,7 +81,8 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
     * "mmse" (denoising only): the prior as the minimum-mean-square-error denoiser at the given
       noise level, D_t(t y) with t = 1 / (1 + sigma) (the x1-prediction of Martin et al. 2025,
       read as Tweedie's formula), averaged over :data:`ENSEMBLE` flips and quarter turns of the image;
-    * "dpir": deepinv's DPIR (half-quadratic splitting) with the prior as its denoiser;
+    * "dpir": deepinv's DPIR (half-quadratic splitting) with the prior as its denoiser; for inpainting
+      our own splitting with the data step in closed form and a filled-in start (:mod:`~otmap_cli.restoration.hqs`);
     * "auto" (the default): the one measured best for the task, :data:`~otmap_cli.choices.AUTO_SOLVER`.
     ``progress(done, total, phase)`` is called after every network pass, with phase like "tile 2/4 · step 7/100".
     """
@@ -104,7 +105,8 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
         prior = default_prior(device)
     y = to_tensor(grey[..., None]) if task == "colorize" else to_tensor(rgb)
     generator = torch.Generator(device).manual_seed(seed)
-    stages, per_step = {"pnp-flow": (settings.steps, settings.averages), "dpir": (DPIR_ITERATIONS, 1),
+    dpir_iterations = hqs.ITERATIONS if task == "inpaint" else DPIR_ITERATIONS
+    stages, per_step = {"pnp-flow": (settings.steps, settings.averages), "dpir": (dpir_iterations, 1),
                         "mmse": (ENSEMBLE, 1)}[solver]
     unit = "view" if solver == "mmse" else "step"
 
@@ -122,6 +124,9 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
         counted = _Counting(prior, tick)
         if solver == "mmse":  # one denoising; no forward model, so no deepinv import
             return AsDeepinvDenoiser(counted, ensemble=ENSEMBLE)(tile, deg.noise_sigma)
+        if solver == "dpir" and task == "inpaint":  # the data step in closed form: no physics needed
+            holes = mask_tensor(mask[r0:r1, c0:c1], (r1 - r0, c1 - c0), device)
+            return hqs.inpaint(tile, holes, counted, deg.noise_sigma)
         physics = make_physics(task, (deg.scale * (r1 - r0), deg.scale * (c1 - c0)), deg.noise_sigma,
                                deg.blur_sigma, deg.kernel, deg.scale,
                                None if mask is None else mask[r0:r1, c0:c1], device)

@@ -229,7 +229,8 @@ def test_pnpflow_variants_match_their_closed_form(monkeypatch, variant):
 def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
     clean = gaussian_image(64, 2)
     y, mask = physics.degrade(clean, "inpaint", noise_sigma=0.0, mask_ratio=0.5, seed=4)
-    out = api.restore_rgb(y, "inpaint", mask=mask, noise_sigma=0.0, alpha=0.01, prior=gaussian_prior)
+    out = api.restore_rgb(y, "inpaint", mask=mask, noise_sigma=0.0, alpha=0.01, prior=gaussian_prior,
+                          solver="pnp-flow")
     kept, missing = mask > 0, mask == 0
     err = (out - clean) ** 2
     settings = settings_for("inpaint", 100, 0.01)
@@ -328,7 +329,7 @@ DEBLUR, SUPERRES = {"blur_sigma": 1.0, "noise_sigma": 0.025}, {"scale": 2, "nois
                                                  ("inpaint", {"mask_ratio": 0.7, "noise_sigma": 0.005}, "auto")])
 def test_restoration_improves_on_the_degraded_input(task, options, solver):
     """With the shipped prior, each solver's default settings beat the degraded input in PSNR
-    (bicubic-upscaled for superres); auto runs mmse / dpir / dpir / pnp-flow."""
+    (bicubic-upscaled for superres); auto runs mmse / dpir / dpir / dpir."""
     from PIL import Image as PILImage
 
     prior = shipped_prior()

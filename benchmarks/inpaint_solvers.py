@@ -1,0 +1,102 @@
+"""Which inpainting solver for which hole: biharmonic, PnP-Flow and the splitting solver ("dpir").
+
+On the 6 held-out training crops (never the test sets), four kinds of mask, each with noise 0.005 and
+seed = image index: 70 % and 50 % of pixels missing at random, a centred box of a quarter of the side,
+and scribbles (8 random strokes, 6 px wide). For every mask the table gives the widest hole, as the
+largest distance from a missing pixel to the nearest kept one (what ``otmap restore``'s auto choice
+reads, :func:`otmap_cli.restoration.api.inpaint_solver`), and PSNR and seconds per method.
+
+    python benchmarks/inpaint_solvers.py --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage, ImageDraw
+from scipy import ndimage
+from skimage import restoration
+
+from otmap_cli.restoration import api
+from otmap_cli.restoration.physics import degrade, make_mask
+
+from restore import psnr
+from tune_restore import add_held_out_arguments, held_out_setup
+
+NOISE = 0.005
+
+
+def scribbles(h: int, w: int, seed: int, strokes: int = 8, width: int = 6) -> np.ndarray:
+    """1 = kept; ``strokes`` random straight strokes of ``width`` px are missing."""
+    rng = np.random.default_rng(seed)
+    canvas = PILImage.new("L", (w, h), 255)
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(strokes):
+        x0, x1 = rng.uniform(0, w, 2)
+        y0, y1 = rng.uniform(0, h, 2)
+        draw.line([(x0, y0), (x1, y1)], fill=0, width=width)
+    return (np.asarray(canvas) > 127).astype(np.float32)
+
+
+def masks(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
+    side = min(h, w) // 4
+    return {"random 70 %": make_mask(h, w, mask_ratio=0.7, seed=seed),
+            "random 50 %": make_mask(h, w, mask_ratio=0.5, seed=seed),
+            "box 1/4 side": make_mask(h, w, box=((w - side) // 2, (h - side) // 2, side, side)),
+            "scribbles 6 px": scribbles(h, w, seed)}
+
+
+def widest_hole(mask: np.ndarray) -> float:
+    return float(ndimage.distance_transform_edt(mask < 0.5).max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_held_out_arguments(parser, images=6, threads=1)
+    parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
+    args = parser.parse_args()
+    prior, held_out, clean = held_out_setup(args)
+    methods = {
+        "biharmonic": lambda y, m: restoration.inpaint_biharmonic(y, m == 0, channel_axis=-1),
+        "pnp-flow": lambda y, m: api.restore_rgb(y, "inpaint", mask=m, noise_sigma=NOISE, prior=prior,
+                                                 solver="pnp-flow"),
+        "dpir": lambda y, m: api.restore_rgb(y, "inpaint", mask=m, noise_sigma=NOISE, prior=prior, solver="dpir"),
+    }
+    scores: dict[str, dict[str, list[float]]] = {}
+    holes: dict[str, list[float]] = {}
+    for index, ref in enumerate(clean):
+        h, w = ref.shape[:2]
+        for kind, mask in masks(h, w, index).items():
+            noisy = degrade(ref, "denoise", noise_sigma=NOISE, seed=index)[0]
+            y = noisy * mask[..., None]
+            holes.setdefault(kind, []).append(widest_hole(mask))
+            for name, run in methods.items():
+                start = time.perf_counter()
+                out = run(y, mask)
+                seconds = time.perf_counter() - start
+                cell = scores.setdefault(kind, {}).setdefault(name, [])
+                cell.append((psnr(out, ref), seconds))
+                print(f"{held_out[index].name} {kind:15s} {name:10s} {cell[-1][0]:6.2f} dB {seconds:5.1f} s",
+                      flush=True)
+    print(f"\n{len(clean)} held-out crops of {args.crop} px, noise {NOISE}, {args.threads} thread(s)\n")
+    print("| mask | widest hole (px) | " + " | ".join(f"{m} dB (s)" for m in methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    report = {}
+    for kind, by_method in scores.items():
+        means = {m: (float(np.mean([p for p, _ in v])), float(np.mean([s for _, s in v])))
+                 for m, v in by_method.items()}
+        report[kind] = {"widest_hole": float(np.max(holes[kind])), **means}
+        print(f"| {kind} | {np.max(holes[kind]):.1f} | "
+              + " | ".join(f"{p:.2f} ({s:.1f})" for p, s in means.values()) + " |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inpaint_solvers.json").write_text(json.dumps(
+        {"images": [p.name for p in held_out], "crop": args.crop, "threads": args.threads, "table": report},
+        indent=1))
+
+
+if __name__ == "__main__":
+    main()
