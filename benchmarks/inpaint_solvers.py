@@ -3,8 +3,7 @@
 On the 6 held-out training crops (never the test sets), four kinds of mask, each with noise 0.005 and
 seed = image index: 70 % and 50 % of pixels missing at random, a centred box of a quarter of the side,
 and scribbles (8 random strokes, 6 px wide). For every mask the table gives the widest hole, as the
-largest distance from a missing pixel to the nearest kept one (what ``otmap restore``'s auto choice
-reads, :func:`otmap_cli.restoration.api.inpaint_solver`), and PSNR and seconds per method.
+largest distance from a missing pixel to the nearest kept one, and PSNR and seconds per method.
 
     python benchmarks/inpaint_solvers.py --out benchmarks/results
 """

@@ -65,7 +65,8 @@ def restore(
                                        "found in a folder, their own names."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpainting mask, same size: black = missing."),
     solver: Solver = typer.Option(Solver.auto, "--solver", help="How the flow prior is used: pnp-flow (the "
-                                  "paper's iteration), dpir (half-quadratic splitting with the prior as denoiser, as DPIR), or mmse "
+                                  "paper's iteration), dpir (DPIR's half-quadratic splitting with the prior as "
+                                  "denoiser), or mmse "
                                   "(denoise only: the prior as the MMSE denoiser, averaged over flips and "
                                   "rotations). auto = the one measured best per task: mmse for denoise, dpir for "
                                   "deblur, superres and inpaint, pnp-flow for colorize."),

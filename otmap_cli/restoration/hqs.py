@@ -16,11 +16,12 @@ Schedule and its measurement: docs/decisions.md, "Inpainting by half-quadratic s
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from otmap_cli.restoration.prior import VIEWS, mmse_denoise
+from otmap_cli.restoration.prior import VIEWS, from_view, mmse_denoise, to_view
 
 ITERATIONS = 24  # one prior pass each
 SIGMA_START = 0.2  # [0, 1] units; DPIR's 49/255
@@ -45,10 +46,10 @@ def fill_holes(y: torch.Tensor, mask: torch.Tensor, sigma: float = FILL_SIGMA) -
     """``y`` with its holes (mask 0) filled by normalised convolution, blur(M y) / blur(M) (Knutsson and
     Westin, CVPR 1993); the Gaussian doubles until it reaches every hole, so a large box is filled from
     its border inwards by ever wider averages. Kept pixels are returned unchanged."""
-    filled = y * mask
-    todo = mask < 0.5
     if not bool(mask.any()):
         return torch.zeros_like(y)
+    filled = y * mask
+    todo = mask < 0.5
     while bool(todo.any()):
         weight = _blur(mask, sigma)
         reached = todo & (weight > 1e-3)
@@ -65,15 +66,6 @@ def schedule(noise_sigma: float, iterations: int = ITERATIONS) -> np.ndarray:
     return np.geomspace(max(SIGMA_START, end), end, iterations)
 
 
-def _denoise_in_view(prior, x: torch.Tensor, sigma: float, view: tuple[int, bool]) -> torch.Tensor:
-    turns, flip = view
-    seen = torch.rot90(x, turns, (2, 3))
-    seen = seen.flip(3) if flip else seen
-    out = mmse_denoise(prior, seen, sigma)
-    out = out.flip(3) if flip else out
-    return torch.rot90(out, -turns, (2, 3))
-
-
 def inpaint(y: torch.Tensor, mask: torch.Tensor, prior, noise_sigma: float,
             iterations: int = ITERATIONS) -> torch.Tensor:
     """Inpainting of ``y`` ((n, 3, h, w) in [0, 1]) where ``mask`` ((1, 1, h, w), 1 = kept) is 0.
@@ -86,7 +78,8 @@ def inpaint(y: torch.Tensor, mask: torch.Tensor, prior, noise_sigma: float,
     data_weight = mask / max(2 * noise_sigma, 1e-3) ** 2
     views = VIEWS[8]
     for k, sigma in enumerate(schedule(noise_sigma, iterations)):
-        z = _denoise_in_view(prior, x, 2 * float(sigma), views[k % len(views)])
+        view = views[k % len(views)]
+        z = from_view(mmse_denoise(prior, to_view(x, view), 2 * float(sigma)), view)
         prior_weight = 1 / (2 * float(sigma)) ** 2
         x = (data_weight * data + prior_weight * z) / (data_weight + prior_weight)
     return (x + 1) / 2

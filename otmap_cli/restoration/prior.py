@@ -114,13 +114,22 @@ def mmse_denoise(prior, noisy: torch.Tensor, sigma: float, ensemble: int = 1) ->
     t = torch.full((noisy.shape[0],), 1.0 / (1.0 + sigma), device=noisy.device, dtype=noisy.dtype)
     x_t = noisy * t.view(-1, 1, 1, 1)
     total = torch.zeros_like(noisy)
-    for turns, flip in VIEWS[ensemble]:
-        view = torch.rot90(x_t, turns, (2, 3))
-        view = view.flip(3) if flip else view
-        estimate = prior(view, t)
-        estimate = estimate.flip(3) if flip else estimate
-        total += torch.rot90(estimate, -turns, (2, 3))
+    for view in VIEWS[ensemble]:
+        total += from_view(prior(to_view(x_t, view), t), view)
     return total / ensemble
+
+
+def to_view(x: torch.Tensor, view: tuple[int, bool]) -> torch.Tensor:
+    """``x`` (n, c, h, w) turned by ``view`` = (quarter turns, mirror), one of :data:`VIEWS`."""
+    turns, flip = view
+    x = torch.rot90(x, turns, (2, 3))
+    return x.flip(3) if flip else x
+
+
+def from_view(x: torch.Tensor, view: tuple[int, bool]) -> torch.Tensor:
+    """The inverse of :func:`to_view`."""
+    turns, flip = view
+    return torch.rot90(x.flip(3) if flip else x, -turns, (2, 3))
 
 
 _ALL_VIEWS = ((0, False), (2, False), (0, True), (2, True), (1, False), (3, False), (1, True), (3, True))
