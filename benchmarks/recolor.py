@@ -78,8 +78,8 @@ def skimage_histogram(src, sty):
 
 
 def gaussian_mkl(src, sty):
-    matrix, offset = gaussian_brenier(torch.from_numpy(src.reshape(-1, 3)), torch.from_numpy(sty.reshape(-1, 3)))
-    return (src.reshape(-1, 3) @ matrix.numpy() + offset.numpy()).reshape(src.shape)
+    matrix, offset = gaussian_brenier(src.reshape(-1, 3), sty.reshape(-1, 3))
+    return (src.reshape(-1, 3) @ matrix + offset).reshape(src.shape)
 
 
 def color_matcher(method):
@@ -154,7 +154,8 @@ def mgn(model, loss, **overrides):
 def methods(quick: bool):
     classical = [identity, skimage_histogram, gaussian_mkl, color_matcher("hm-mkl-hm"), color_matcher("reinhard"),
                  idt, pot_mapping("linear", 0.1), pot_transport("emd")]
-    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
+    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", edge_weight=1.0), mgn("cmgn", "sliced", edge_weight=3.0),
+            mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
             mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048)]
     if quick:
         return classical[:4] + classical[5:6], ours

@@ -46,19 +46,31 @@ def shipped_model(name: str) -> Path:
 
 def save_tensors(path: Path | str, tensors: dict[str, Any], kind: str, meta: dict[str, Any],
                  overwrite: bool = True) -> None:
-    """Write tensors + our metadata atomically (temporary file in the same folder, then rename;
-    ``overwrite=False``: InputError if the file exists by then)."""
-    from safetensors.torch import save_file
+    """Write tensors (torch, or all NumPy arrays) + our metadata atomically (temporary file in the same
+    folder, then rename; ``overwrite=False``: InputError if the file exists by then)."""
+    import numpy as np
 
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    if tensors and all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file
+
+        tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    else:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_output(Path(path), overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={KIND_KEY: kind, META_KEY: json.dumps(meta)})
 
 
-def load_tensors(path: Path | str, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a safetensors file written by :func:`save_tensors`; refuse anything else cleanly."""
+def load_tensors(path: Path | str, kind: str, framework: str = "pt") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a safetensors file written by :func:`save_tensors` as torch tensors (``framework`` "pt") or
+    NumPy arrays ("numpy"); refuse anything else cleanly."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+
+    if framework == "numpy":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
@@ -68,7 +80,7 @@ def load_tensors(path: Path | str, kind: str) -> tuple[dict[str, Any], dict[str,
     try:
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework=framework) as handle:
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -159,6 +171,13 @@ def config_problem(config: Any, fields: Mapping[str, Number | Choice | NumberLis
     return None
 
 
+def _is_float(tensor: Any) -> bool:
+    """Floating point, for a torch tensor or a NumPy array."""
+    if hasattr(tensor, "is_floating_point"):
+        return tensor.is_floating_point()
+    return tensor.dtype.kind == "f"
+
+
 def tensors_problem(expected: Mapping[str, tuple[int, ...] | Any], found: Mapping[str, Any]) -> str | None:
     """First difference between what a network needs (a state dict, or float tensor shapes by name) and the
     stored tensors: names, shapes, float vs integer."""
@@ -173,9 +192,30 @@ def tensors_problem(expected: Mapping[str, tuple[int, ...] | Any], found: Mappin
         shape = tuple(needed) if isinstance(needed, tuple) else tuple(needed.shape)
         if tuple(stored.shape) != shape:
             return f"tensor {name!r} has shape {list(stored.shape)}, the configuration needs {list(shape)}"
-        if stored.is_floating_point() != (isinstance(needed, tuple) or needed.is_floating_point()):
+        if _is_float(stored) != (isinstance(needed, tuple) or _is_float(needed)):
             return f"tensor {name!r} has type {stored.dtype}"
     return None
+
+
+def _checked_tensors(path: Path | str, kind: str, fields: Callable[[dict], Mapping] | Mapping,
+                     expected_of: Callable[[dict], Mapping], framework: str) -> tuple[dict[str, Any], dict]:
+    """The file's tensors and metadata once its config fits ``fields`` and its tensors what
+    ``expected_of(config)`` says (shapes by name, or a state dict); InputError otherwise."""
+    tensors, meta = load_tensors(path, kind, framework)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: no model configuration in the file")
+    try:
+        problem = config_problem(config, fields(config) if callable(fields) else fields)
+        if problem:
+            raise InputError(problem)
+        expected = expected_of(config)
+    except (InputError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{path}: bad model configuration: {str(exc).splitlines()[0][:100]}") from None
+    problem = tensors_problem(expected, tensors)
+    if problem:
+        raise InputError(f"{path}: does not match its configuration: {problem}")
+    return tensors, meta
 
 
 def load_model(path: Path | str, kind: str, fields: Callable[[dict], Mapping] | Mapping,
@@ -191,27 +231,27 @@ def load_model(path: Path | str, kind: str, fields: Callable[[dict], Mapping] | 
     """
     import torch
 
-    tensors, meta = load_tensors(path, kind)
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: no model configuration in the file")
-    try:
-        problem = config_problem(config, fields(config) if callable(fields) else fields)
-        if problem:
-            raise InputError(problem)
+    def expected_of(config: dict) -> Mapping:
         if shapes is not None:
-            expected = shapes(config)
-        else:
-            with torch.device("meta"):
-                expected = build(config).state_dict()
-    except (InputError, TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: bad model configuration: {str(exc).splitlines()[0][:100]}") from None
-    problem = tensors_problem(expected, tensors)
-    if problem:
-        raise InputError(f"{path}: does not match its configuration: {problem}")
+            return shapes(config)
+        with torch.device("meta"):
+            return build(config).state_dict()
+
+    tensors, meta = _checked_tensors(path, kind, fields, expected_of, "pt")
     if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
         raise InputError(f"{path}: holds non-finite weights")
-    return load_half(build(config), tensors), meta
+    return load_half(build(meta["config"]), tensors), meta
+
+
+def load_arrays(path: Path | str, kind: str, fields: Callable[[dict], Mapping] | Mapping,
+                shapes: Callable[[dict], Mapping[str, tuple[int, ...]]]) -> tuple[dict[str, Any], dict]:
+    """:func:`load_model`'s checks without torch: (float32 NumPy arrays by name, metadata)."""
+    import numpy as np
+
+    tensors, meta = _checked_tensors(path, kind, fields, shapes, "numpy")
+    if not all(np.isfinite(v).all() for v in tensors.values()):
+        raise InputError(f"{path}: holds non-finite weights")
+    return {name: value.astype(np.float32) for name, value in tensors.items()}, meta
 
 
 def optimizer_tensors(prefix: str, optimizer) -> dict[str, Any]:

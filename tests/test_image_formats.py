@@ -23,7 +23,7 @@ from otmap_cli.io import Image, _profile_space, atomic_output, image_format, rea
 def _identity_cube(path):
     from otmap_cli.transport.lut import lut_grid, write_cube
 
-    write_cube(path, lut_grid(2).reshape(2, 2, 2, 3).numpy(), title="identity")
+    write_cube(path, lut_grid(2).reshape(2, 2, 2, 3), title="identity")
     return path
 
 

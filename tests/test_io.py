@@ -145,7 +145,7 @@ def test_write_refuses_unknown_suffix(tmp_path):
 def _writers():
     """Every library writer of a file, as f(path, overwrite)."""
     from otmap_cli.generate.mnist import save_png
-    from otmap_cli.nets.monotone import build_monotone
+    from otmap_cli.nets.monotone_numpy import NumpyCMGN
     from otmap_cli.transport.colormap import ColourMap
     from otmap_cli.transport.lut import lut_grid, write_cube
     from otmap_cli.transport.plot import plot_transfer
@@ -153,9 +153,8 @@ def _writers():
     tiny = Image(rgb=np.random.default_rng(0).random((6, 6, 3), dtype=np.float32))
     return {
         "image": lambda path, overwrite: write_image(tiny, path, overwrite=overwrite),
-        "cube": lambda path, overwrite: write_cube(path, lut_grid(3).reshape(3, 3, 3, 3).numpy(), overwrite=overwrite),
-        "map": lambda path, overwrite: ColourMap(net=build_monotone({"model": "cmgn", "dim": 3, "width": 4,
-                                                                     "layers": 1})).save(path, overwrite=overwrite),
+        "cube": lambda path, overwrite: write_cube(path, lut_grid(3).reshape(3, 3, 3, 3), overwrite=overwrite),
+        "map": lambda path, overwrite: ColourMap(net=NumpyCMGN(width=4, layers=1)).save(path, overwrite=overwrite),
         "plot": lambda path, overwrite: plot_transfer(tiny, tiny, tiny, path, overwrite=overwrite),
         "grid": lambda path, overwrite: save_png(np.zeros((4, 4), np.uint8), path, overwrite=overwrite),
     }

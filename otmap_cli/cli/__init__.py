@@ -8,6 +8,7 @@ errors answer at once. The plumbing every command shares is in :mod:`otmap_cli.c
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import warnings
@@ -65,6 +66,10 @@ def main() -> None:
     unwinds like Ctrl-C, so partial outputs are removed; library warnings print as one line."""
     install_signal_handlers()
     warnings.formatwarning = format_warning
+    # otmap hands POT only NumPy arrays; without this POT imports torch for its backend list, which
+    # doubled the CPU time of a whole 'otmap recolor' (docs/decisions.md). The process is ours, so
+    # no other POT user can miss the torch backend.
+    os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
     try:
         code = app(standalone_mode=False)  # typer.Exit inside a command comes back as a return value here
         if code == 130:  # how the parser reports a KeyboardInterrupt (Ctrl-C, or SIGTERM via errors.Interrupted)

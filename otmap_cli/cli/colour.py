@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from otmap_cli.choices import LOSSES, LUT_SIZES, MONOTONE_MODELS, TOYS, choice_enum, one_of
-from otmap_cli.cli.common import (DEVICE, Batch, check_output, grouped, plan_outputs, progress, require_files,
+from otmap_cli.cli.common import (Batch, Device, check_output, grouped, plan_outputs, progress, require_files,
                                   run_batch, say, select_inputs, wrote)
 from otmap_cli.errors import InputError
 from otmap_cli.transport.settings import FitSettings
@@ -42,6 +42,19 @@ def _feather(feather: Optional[float], mask: Optional[Path]) -> float:
         return check_feather(DEFAULT_FEATHER if feather is None else feather)
     except InputError as exc:
         raise InputError(f"--{exc}") from None
+
+
+FIT_DEVICE = typer.Option(Device.auto, "--device", help="Where the fit runs: auto (the CPU: a colour map is fitted "
+                          "on a few thousand colours, where a GPU gains nothing), cpu or cuda.")
+
+
+def _fit_device(name: str) -> str:
+    """``auto`` is the CPU here, and then torch is never imported (``transport/fit.py``)."""
+    if name == "auto":
+        return "cpu"
+    from otmap_cli.device import resolve_device
+
+    return resolve_device(name)
 
 
 def _read_mask(path: Optional[Path], max_pixels: int):
@@ -92,7 +105,7 @@ def recolor(
                                             "colour does not exist at that lightness, its saturation is reduced. "
                                             "--lut and --save-map keep this too."),
     seed: int = typer.Option(0, "--seed", help="Random seed (pixel sampling, initialisation)."),
-    device=DEVICE,
+    device=FIT_DEVICE,
     *, batch: Batch,
 ):
     """Re-colour SOURCE with the palette of STYLE by the optimal transport (Brenier) map, fitted as a
@@ -123,13 +136,12 @@ def recolor(
     masks = [p for p in (mask, style_mask) if p is not None]
     plan = plan_outputs(sources, output, name, "{stem}_recolored.png", [*inputs, *masks, *roots], batch, roots,
                         extras=((save_map, (".safetensors",)), (lut, (".cube",)), (plot, (".png",))))
-    with progress("recolor", "loading"):  # the first import of torch takes seconds
-        from otmap_cli.device import resolve_device
+    with progress("recolor", "loading"):
         from otmap_cli.io import read_image, write_image
         from otmap_cli.transport.recolor import fit_colour_map
         from otmap_cli.transport.regions import feather_weights, mask_region
 
-        settings.device = resolve_device(device.value)
+        settings.device = _fit_device(device.value)
         style = read_image(style_path, batch.max_pixels)
         source_mask = _read_mask(mask, batch.max_pixels)
         style_mask_pixels = _read_mask(style_mask, batch.max_pixels)

@@ -18,22 +18,15 @@ features are already spread over the data.
 
 from __future__ import annotations
 
-import inspect
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from otmap_cli.errors import InputError
-from otmap_cli.weights import Choice, Number
-
-STRICT_EPS = 1e-3
-_INIT_SPREAD = 1e-3  # std of the nonlinear part over the data at initialisation
-
-
-def _inverse_softplus(y: float) -> float:
-    return math.log(math.expm1(y))
+from otmap_cli.nets.monotone_numpy import DEFAULTS, INIT_SPREAD, STRICT_EPS, inverse_softplus
 
 
 class MonotoneGradientNet(nn.Module):
@@ -70,9 +63,9 @@ class MonotoneGradientNet(nn.Module):
         root = evecs @ torch.diag((evals - STRICT_EPS).clamp_min(1e-6).sqrt()) @ evecs.T
         self.V.copy_(root)
         self._init_hidden(anchors)
-        self.gain_raw.fill_(_inverse_softplus(1.0))
+        self.gain_raw.fill_(inverse_softplus(1.0))
         spread = self.nonlinear(anchors).std(0).max().clamp_min(1e-12)
-        self.gain_raw.fill_(_inverse_softplus(float(_INIT_SPREAD / spread)))
+        self.gain_raw.fill_(inverse_softplus(float(INIT_SPREAD / spread)))
         residual = self.nonlinear(anchors).mean(0)
         self.bias.copy_(offset - residual)
 
@@ -97,7 +90,8 @@ class CMGN(MonotoneGradientNet):
     non-decreasing sigma (softplus here: smooth, so the map has no kinks that would band gradients).
     """
 
-    def __init__(self, dim: int = 3, width: int = 128, layers: int = 3, sharpness: float = 8.0):
+    def __init__(self, dim: int = 3, width: int = DEFAULTS["cmgn"]["width"], layers: int = DEFAULTS["cmgn"]["layers"],
+                 sharpness: float = DEFAULTS["cmgn"]["sharpness"]):
         super().__init__(dim)
         self.width, self.layers, self.sharpness = width, layers, sharpness
         self.W = nn.Parameter(torch.randn(width, dim) / math.sqrt(dim))
@@ -134,7 +128,8 @@ class MMGN(MonotoneGradientNet):
     is PSD because s >= 0.
     """
 
-    def __init__(self, dim: int = 3, modules: int = 8, width: int = 16, sharpness: float = 4.0):
+    def __init__(self, dim: int = 3, modules: int = DEFAULTS["mmgn"]["modules"], width: int = DEFAULTS["mmgn"]["width"],
+                 sharpness: float = DEFAULTS["mmgn"]["sharpness"]):
         super().__init__(dim)
         self.modules_count, self.width, self.sharpness = modules, width, sharpness
         self.W = nn.Parameter(torch.randn(modules, width, dim) / math.sqrt(dim))
@@ -157,37 +152,6 @@ class MMGN(MonotoneGradientNet):
 
 
 MODELS = {"cmgn": CMGN, "mmgn": MMGN}
-_SHARPNESS = Number(float, 0.0, 1e6)
-CONFIG_FIELDS = {  # what a stored config may hold; sizes beyond these are not networks we would fit
-    "cmgn": {"model": Choice(("cmgn",)), "dim": Number(int, 1, 4096), "width": Number(int, 1, 1 << 20),
-             "layers": Number(int, 1, 1024), "sharpness": _SHARPNESS},
-    "mmgn": {"model": Choice(("mmgn",)), "dim": Number(int, 1, 4096), "modules": Number(int, 1, 4096),
-             "width": Number(int, 1, 1 << 16), "sharpness": _SHARPNESS},
-}
-
-
-def monotone_config_fields(config: dict) -> dict:
-    """The schema a stored monotone-network config must fit (see ``weights.load_model``)."""
-    model = config.get("model")
-    if not isinstance(model, str) or model not in MODELS:
-        raise InputError(f"unknown monotone network {str(model)[:40]!r}; expected one of {', '.join(MODELS)}")
-    return CONFIG_FIELDS[model]
-
-
-def monotone_shapes(config: dict) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of ``build_monotone(config)``, computed without building it (for loading files)."""
-    options = {**_constructor_defaults(MODELS[config["model"]]), **config}
-    dim, width = options["dim"], options["width"]
-    shapes = {"V": (dim, dim), "bias": (dim,)}
-    if config["model"] == "cmgn":
-        return {**shapes, "W": (width, dim), "layer_bias": (options["layers"], width), "gain_raw": (width,)}
-    modules = options["modules"]
-    return {**shapes, "W": (modules, width, dim), "module_bias": (modules, width), "gain_raw": (modules,)}
-
-
-def _constructor_defaults(cls) -> dict:
-    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-            if p.default is not inspect.Parameter.empty}
 
 
 def build_monotone(config: dict) -> MonotoneGradientNet:
@@ -197,3 +161,22 @@ def build_monotone(config: dict) -> MonotoneGradientNet:
     if model not in MODELS:
         raise InputError(f"unknown monotone network {model!r}")
     return MODELS[model](**options)
+
+
+class TorchMonotoneMap:
+    """A torch monotone network behind the NumPy interface of ``NumpyCMGN`` (call, config, state_dict),
+    so a colour map applies and saves it the same way."""
+
+    def __init__(self, net: MonotoneGradientNet):
+        self.module = net.cpu().eval()
+
+    @property
+    def config(self) -> dict:
+        return self.module.config
+
+    def state_dict(self) -> dict:
+        return {name: value.detach().numpy() for name, value in self.module.state_dict().items()}
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()

@@ -17,16 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
-import torch
 
 from otmap_cli.choices import LUT_SIZES, one_of
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image
-from otmap_cli.nets.monotone import MonotoneGradientNet, build_monotone, monotone_config_fields, monotone_shapes
+from otmap_cli.nets.monotone_numpy import NumpyCMGN, monotone_config_fields, monotone_shapes
 from otmap_cli.transport.lut import apply_lut, blend_with_identity, map_colours, read_cube, sample_lut, write_cube
 from otmap_cli.transport.regions import DEFAULT_FEATHER, map_region, region_weights
-from otmap_cli.weights import Number, load_model, save_tensors
+from otmap_cli.weights import Number, load_arrays, save_tensors
 
 MAP_KIND = "colour-map"
 APPLY_LUT_SIZE = 65
@@ -34,7 +35,9 @@ APPLY_LUT_SIZE = 65
 
 @dataclass
 class ColourMap:
-    net: MonotoneGradientNet
+    """``net``: a ``NumpyCMGN`` (any C-MGN map: no torch needed) or a ``nets.monotone.TorchMonotoneMap``."""
+
+    net: Any
     info: dict = field(default_factory=dict)
     _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # (size, strength) -> lut
 
@@ -48,18 +51,18 @@ class ColourMap:
         """Whether the map was saved with ``recolor --preserve-luminance`` (then ``apply`` keeps L* too)."""
         return bool(self.info.get("preserve_luminance", False))
 
-    def transform(self, colours: torch.Tensor, strength: float | None = None,
-                  preserve_luminance: bool | None = None) -> torch.Tensor:
-        """Displacement interpolation (1 - s) x + s T(x) of an (N, 3) tensor, at the input's L* if
+    def transform(self, colours: np.ndarray, strength: float | None = None,
+                  preserve_luminance: bool | None = None) -> np.ndarray:
+        """Displacement interpolation (1 - s) x + s T(x) of (N, 3) colours, at the input's L* if
         ``preserve_luminance`` (None: as saved)."""
         strength = self.strength if strength is None else strength
-        with torch.no_grad():
-            mapped = colours + strength * (self.net(colours) - colours)
+        colours = np.ascontiguousarray(colours, dtype=np.float32)
+        mapped = colours + np.float32(strength) * (self.net(colours) - colours)
         if not (self.preserve_luminance if preserve_luminance is None else preserve_luminance):
             return mapped
         from otmap_cli.transport.luminance import keep_luminance
 
-        return torch.from_numpy(keep_luminance(colours.numpy(), mapped.clamp(0, 1).numpy()))
+        return keep_luminance(colours, np.clip(mapped, 0, 1))
 
     def lut(self, size: int, strength: float | None = None, preserve_luminance: bool | None = None) -> np.ndarray:
         """The map sampled on a size^3 grid, computed once per (size, strength, luminance): ``apply`` on a
@@ -83,11 +86,7 @@ class ColourMap:
         if not exact and rgb.size // 3 > APPLY_LUT_SIZE**3:
             return apply_lut(self.lut(APPLY_LUT_SIZE, strength, preserve_luminance), rgb, chunk, out)
 
-        def network(colours: np.ndarray) -> np.ndarray:
-            tensor = torch.from_numpy(np.ascontiguousarray(colours, dtype=np.float32))
-            return self.transform(tensor, strength, preserve_luminance).numpy()
-
-        return map_colours(network, rgb, chunk, out)
+        return map_colours(lambda colours: self.transform(colours, strength, preserve_luminance), rgb, chunk, out)
 
     def apply_image(self, image: Image, strength: float | None = None, exact: bool = False,
                     in_place: bool = False, weights: np.ndarray | None = None,
@@ -120,9 +119,20 @@ class ColourMap:
         def fields(config: dict) -> dict:
             return {**monotone_config_fields(config), "dim": Number(int, 3, 3)}  # colours are RGB
 
-        net, meta = load_model(path, MAP_KIND, fields, build_monotone, monotone_shapes)
+        arrays, meta = load_arrays(path, MAP_KIND, fields, monotone_shapes)
+        options = {k: v for k, v in meta["config"].items() if k != "model"}
+        if meta["config"]["model"] == "cmgn":
+            net = NumpyCMGN(**options, params=arrays)
+        else:
+            import torch
+
+            from otmap_cli.nets.monotone import TorchMonotoneMap, build_monotone
+
+            module = build_monotone(meta["config"])
+            module.load_state_dict({name: torch.from_numpy(value) for name, value in arrays.items()})
+            net = TorchMonotoneMap(module)
         info = {k: v for k, v in meta.items() if k != "config"}
-        return cls(net=net.eval(), info=info)
+        return cls(net=net, info=info)
 
 
 def load_map(path: Path | str, strength: float | None = None, exact: bool = False):

@@ -4,7 +4,7 @@ Since T is a monotone gradient, driving T#mu to nu is all that is needed: the re
 map, with no transport-cost term (Chaudhari et al. 2023, Sec. 5). The losses differ in what they
 see of the distributions and in cost; the benchmark (benchmarks/recolor.py) measures which fits best.
 
-* ``sliced``   sliced Wasserstein-2 (Rabin et al. 2011; POT ``sliced_wasserstein_distance``);
+* ``sliced``   sliced Wasserstein-2 (Rabin et al. 2011; ``sliced.py``, also in NumPy);
 * ``sinkhorn`` debiased Sinkhorn divergence S_eps (Feydy et al., AISTATS 2019, Eq. 4);
 * ``mmd``      MMD with the energy-distance kernel -|x - y| (Sejdinovic et al. 2013), scale-free;
 * ``wgan``     WGAN-GP critic (Gulrajani et al. 2017), the 2025 MVA course project's favourite;
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from otmap_cli.choices import LOSSES
+from otmap_cli.transport.sliced import SlicedWasserstein
 
 
 
@@ -32,54 +32,6 @@ class DistributionLoss:
 
     def __call__(self, pushed: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-
-class SlicedWasserstein(DistributionLoss):
-    """SW2^2 = mean over random directions of the 1-D W2^2 between sorted projections.
-
-    For two equal-size uniform samples the optimal 1-D coupling pairs the k-th smallest with the
-    k-th smallest, so each projected pushed point is regressed onto the target value of its rank.
-    On CPU the ranks come from NumPy (torch.sort was ~30x slower than np.sort here), and POT's
-    general weighted ``sliced_wasserstein_distance`` (quantile functions) was ~40x slower still.
-    """
-
-    def __init__(self, projections: int = 64, seed: int = 0):
-        self.projections = projections
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def _directions(self, dim: int) -> torch.Tensor:
-        directions = torch.randn(dim, self.projections, generator=self.generator)
-        return directions / directions.norm(dim=0, keepdim=True)
-
-    @staticmethod
-    def _matched(proj: np.ndarray, target_proj: np.ndarray) -> np.ndarray:
-        """Each projected pushed value replaced by the target value of the same rank."""
-        order = np.argsort(proj, axis=1)
-        matched = np.empty(order.shape, dtype=np.float32)
-        np.put_along_axis(matched, order, np.sort(target_proj, axis=1), axis=1)
-        return matched
-
-    def __call__(self, pushed, target):
-        n = min(len(pushed), len(target))
-        directions = self._directions(pushed.shape[1]).to(pushed)
-        proj = directions.T @ pushed[:n].T
-        target_proj = (directions.T @ target[:n].T).detach()
-        if proj.is_cuda:
-            order = torch.argsort(proj.detach(), dim=1)
-            matched = torch.empty_like(target_proj).scatter_(1, order, torch.sort(target_proj, dim=1).values)
-        else:
-            matched = torch.from_numpy(self._matched(proj.detach().numpy(), target_proj.numpy())).to(proj.dtype)
-        return (proj - matched).pow(2).mean()
-
-    def gradient(self, pushed: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """d SW2^2 / d pushed in NumPy, for the hand-written C-MGN fit (``fit.cmgn_forward_backward``)."""
-        n = min(len(pushed), len(target))
-        directions = self._directions(pushed.shape[1]).numpy().astype(pushed.dtype)
-        proj = directions.T @ pushed[:n].T
-        residual = proj - self._matched(proj, directions.T @ target[:n].T)
-        grad = np.zeros_like(pushed)
-        grad[:n] = (2 / residual.size) * (residual.T @ directions.T)
-        return grad
 
 
 class SinkhornDivergence(DistributionLoss):

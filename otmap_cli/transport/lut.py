@@ -15,25 +15,23 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from otmap_cli.errors import InputError
 from otmap_cli.io import atomic_output
 
 
-def lut_grid(size: int) -> torch.Tensor:
-    """All grid colours, shape (size^3, 3), ordered [b][g][r] (red fastest) as in a .cube file."""
-    axis = torch.linspace(0.0, 1.0, size)
-    b, g, r = torch.meshgrid(axis, axis, axis, indexing="ij")
-    return torch.stack([r, g, b], dim=-1).reshape(-1, 3)
+def lut_grid(size: int) -> np.ndarray:
+    """All grid colours, float32 (size^3, 3), ordered [b][g][r] (red fastest) as in a .cube file."""
+    axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    b, g, r = np.meshgrid(axis, axis, axis, indexing="ij")
+    return np.stack([r, g, b], axis=-1).reshape(-1, 3)
 
 
-def sample_lut(colour_map: Callable[[torch.Tensor], torch.Tensor], size: int, chunk: int = 1 << 16) -> np.ndarray:
+def sample_lut(colour_map: Callable[[np.ndarray], np.ndarray], size: int, chunk: int = 1 << 16) -> np.ndarray:
     """Table (size, size, size, 3) indexed [b, g, r] of the map on the grid, clipped to [0, 1]."""
     grid = lut_grid(size)
-    with torch.no_grad():
-        values = torch.cat([colour_map(part) for part in grid.split(chunk)])
-    return values.clamp(0, 1).reshape(size, size, size, 3).numpy().astype(np.float32)
+    values = np.concatenate([colour_map(grid[i:i + chunk]) for i in range(0, len(grid), chunk)])
+    return np.clip(values, 0, 1).reshape(size, size, size, 3).astype(np.float32)
 
 
 def tetrahedral_weights(rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +119,8 @@ def interpolate_lut(table: np.ndarray, colours: np.ndarray, interpolation: str =
             values += flat_table[index[:, k]] * weights[:, k:k + 1]
         return values
     if interpolation == "trilinear":
+        import torch
+
         volume = torch.from_numpy(flat_table.reshape(size, size, size, 3)).permute(3, 0, 1, 2)[None]  # 1,3,B,G,R
         coords = torch.from_numpy(np.asarray(colours, dtype=np.float32)).clamp(0, 1).mul(2).sub(1)
         sampled = torch.nn.functional.grid_sample(volume, coords.view(1, -1, 1, 1, 3), mode="bilinear",
@@ -137,7 +137,7 @@ def apply_lut(table: np.ndarray, rgb: np.ndarray, chunk: int = 1 << 20, out: np.
 
 def blend_with_identity(table: np.ndarray, strength: float) -> np.ndarray:
     """(1 - s) x + s T(x) at every node: the partial transfer of a map known only as a table."""
-    identity = lut_grid(table.shape[0]).numpy().reshape(table.shape)
+    identity = lut_grid(table.shape[0]).reshape(table.shape)
     return ((1 - strength) * identity + strength * table).astype(np.float32)
 
 

@@ -24,7 +24,7 @@ class FitSettings:
     init: str = "gaussian"
     summary_bins: int = 16  # the warm start's colour histogram has summary_bins^3 cells
     warm_steps: int = 600
-    edge_weight: float = 1.0  # weight of the pull back from past the gamut edge (fit._edge_excess)
+    edge_weight: float = 2.0  # weight of the pull back from past the gamut edge (fit.edge_pull; docs/decisions.md)
     seed: int = 0
     device: str = "cpu"
     output_range: tuple[float, float] | None = None

@@ -24,7 +24,7 @@ def gamma_cube(tmp_path) -> Path:
     from otmap_cli.transport.lut import lut_grid, write_cube
 
     path = tmp_path / "gamma.cube"
-    grid = lut_grid(9).reshape(9, 9, 9, 3).numpy()
+    grid = lut_grid(9).reshape(9, 9, 9, 3)
     write_cube(path, grid ** np.array([0.5, 1.0, 2.0], dtype=np.float32))
     return path
 

@@ -19,7 +19,7 @@ def identity_cube(tmp_path) -> Path:
     from otmap_cli.transport.lut import lut_grid, write_cube
 
     path = tmp_path / "identity.cube"
-    write_cube(path, lut_grid(5).reshape(5, 5, 5, 3).numpy())
+    write_cube(path, lut_grid(5).reshape(5, 5, 5, 3))
     return path
 
 

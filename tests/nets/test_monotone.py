@@ -83,19 +83,20 @@ def _closed_form(x, params):
 
 def test_gaussian_brenier_formula_matches_population_map():
     x, y, params = _gaussian_pair()
-    matrix, offset = gaussian_brenier(torch.from_numpy(x), torch.from_numpy(y))
-    mapped = x[:2000] @ matrix.numpy() + offset.numpy()
+    matrix, offset = gaussian_brenier(x, y)
+    mapped = x[:2000] @ matrix + offset
     assert np.sqrt(((mapped - _closed_form(x[:2000], params)) ** 2).mean()) < 3e-3
 
 
 def test_fit_from_identity_recovers_closed_form_gaussian_map():
     """Matching the distribution with a monotone gradient *is* OT: started from the identity (not from
-    the answer), the fitted map must land on the closed-form Brenier map (pixel RMSE <= 0.01)."""
+    the answer), the fitted map must land on the closed-form Brenier map (pixel RMSE <= 0.01). Here the
+    Gaussian map is exact, so the held-out check may well prefer it: the network is then in ``rejected``."""
     x, y, params = _gaussian_pair()
     settings = FitSettings(model="cmgn", loss="mmd", init="identity", steps=300, batch=1024)
     result = fit_monotone_map(x, y, settings)
-    with torch.no_grad():
-        mapped = result.net(torch.from_numpy(x[:5000])).numpy()
-    rmse = np.sqrt(((mapped - _closed_form(x[:5000], params)) ** 2).mean())
-    assert not result.fell_back
+    network = result.rejected if result.fell_back else result.net
+    rmse = np.sqrt(((network(x[:5000]) - _closed_form(x[:5000], params)) ** 2).mean())
     assert rmse <= 0.01, rmse
+    metrics = result.metrics
+    assert metrics["sliced_w2_network"] < 0.05 * metrics["sliced_w2_identity"]  # the check saw it too

@@ -51,7 +51,7 @@ def reference_tetrahedral(table: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def curved_table():
-    grid = lut_grid(9).numpy()
+    grid = lut_grid(9)
     values = np.stack([grid[:, 0] ** 2, np.sqrt(grid[:, 1]), 0.2 + 0.6 * grid[:, 2] * grid[:, 0]], 1)
     return values.reshape(9, 9, 9, 3).astype(np.float32)
 
@@ -66,7 +66,7 @@ def test_tetrahedral_matches_the_ffmpeg_rule_point_by_point(curved_table):
 
 
 def test_tetrahedral_is_exact_on_nodes_and_for_affine_maps():
-    grid = lut_grid(5).numpy()
+    grid = lut_grid(5)
     matrix = np.array([[0.8, 0.1, 0.0], [0.1, 0.6, 0.2], [0.0, 0.2, 0.9]], dtype=np.float32)
     table = (grid @ matrix + 0.05).reshape(5, 5, 5, 3)
     colours = np.random.default_rng(1).random((5000, 3)).astype(np.float32)
@@ -88,7 +88,7 @@ def test_eight_bit_images_are_mapped_per_distinct_colour_with_the_same_result(cu
 
 def test_blend_with_identity_is_the_partial_transfer(curved_table):
     np.testing.assert_allclose(blend_with_identity(curved_table, 1.0), curved_table)
-    np.testing.assert_allclose(blend_with_identity(curved_table, 0.0).reshape(-1, 3), lut_grid(9).numpy(), atol=1e-7)
+    np.testing.assert_allclose(blend_with_identity(curved_table, 0.0).reshape(-1, 3), lut_grid(9), atol=1e-7)
     colours = np.random.default_rng(3).random((1000, 3)).astype(np.float32)
     half = interpolate_lut(blend_with_identity(curved_table, 0.5), colours)
     np.testing.assert_allclose(half, 0.5 * colours + 0.5 * interpolate_lut(curved_table, colours), atol=1e-6)
