@@ -393,9 +393,11 @@ def process_timing(frames: int) -> dict:
             write_image(Image(rgb=np.roll(frame, 7 * k, axis=1)), tmp / "frames" / f"f{k:04d}.png")
         listed = sorted(str(p) for p in (tmp / "frames").glob("*.png"))
         (tmp / "mapped").mkdir()
-        apply_run = measured(otmap + ["apply", str(tmp / "map.safetensors"), *listed, "--out-dir", str(tmp / "mapped"),
-                                      "--force"], env)
-        results["1080p apply"] = {"otmap apply": {**apply_run, "fps": frames / apply_run["wall"]}}
+        results["1080p apply"] = {}
+        for workers in (1, 2):
+            run = measured(otmap + ["apply", str(tmp / "map.safetensors"), *listed, "--out-dir", str(tmp / "mapped"),
+                                    "--force", "-j", str(workers)], env)
+            results["1080p apply"][f"otmap apply -j {workers}"] = {**run, "fps": frames / run["wall"]}
         if shutil.which("ffmpeg"):
             ff = measured(["ffmpeg", "-loglevel", "error", "-y", "-threads", "1", "-i",
                            str(tmp / "frames" / "f%04d.png"), "-vf", f"lut3d=file={tmp / 'map.cube'}",
