@@ -27,10 +27,6 @@ from otmap_cli.restoration.prior import AsDeepinvDenoiser, default_prior
 
 SR_REACH = 2  # the bicubic filter reaches 2 low-resolution pixels (4 * scale taps)
 DPIR_ITERATIONS = 8  # deepinv's get_DPIR_params: one denoiser pass per iteration
-# Conjugate-gradient iterations of DPIR's data prox for bicubic down-sampling (no closed form with reflect
-# padding): deepinv's 50 dominate a large image, 3 lose nothing (docs/decisions.md). The blur's prox is
-# ReflectBlur's own (FFT solve on the mirrored image, then CG steps of its own).
-DPIR_CG_ITERATIONS = 3
 ENSEMBLE = 4  # views averaged by the mmse solver: most of the x8 gain at half the cost (docs/decisions.md)
 # Tile side (output pixels) per solver; images up to side^2 pixels are solved whole (tiles.py).
 # A 1024^2 pass of the prior peaks at +280 MB: the few-pass solvers take such tiles, which waste
@@ -223,7 +219,6 @@ def _dpir(y: torch.Tensor, physics, prior, noise_sigma: float, device: str, scal
     import deepinv as dinv
 
     model = dinv.optim.DPIR(sigma=max(noise_sigma, 1e-3), denoiser=AsDeepinvDenoiser(prior), device=device)
-    physics.set_ls_solver("CG", max_iter=DPIR_CG_ITERATIONS)
     if scale > 1:
         return model(y, physics, init=torch.nn.functional.interpolate(y, scale_factor=scale, mode="bicubic"))
     return model(y, physics)

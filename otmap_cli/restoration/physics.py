@@ -32,7 +32,6 @@ from otmap_cli.errors import InputError
 from otmap_cli.io import is_grey, read_image
 from otmap_cli.restoration.options import TASK_DEFAULTS, finite_number, normalise_kernel, resolve
 
-PADDING = "reflect"
 SR_FILTER = "bicubic"
 # Rec. 601 luma weights, given to deepinv's Decolorize: its built-in "rec601" ones sum to 1.00002, and
 # keep_luma needs a sum of exactly 1 (grey stays grey; adding d to R, G, B adds d to the luma)
@@ -111,8 +110,9 @@ def make_physics(task: str, image_size: tuple[int, int], noise_sigma: float | No
         if h % deg.scale or w % deg.scale or min(h, w) < 3 * deg.scale:
             raise InputError(f"super-resolution x{deg.scale} needs a high-resolution size that is a multiple of "
                              f"{deg.scale} and at least {3 * deg.scale} px, got {w}x{h}")
-        return dinv.physics.Downsampling(img_size=(3, h, w), filter=SR_FILTER, factor=deg.scale, padding=PADDING,
-                                         noise_model=noise, device=device)
+        from otmap_cli.restoration.reflect_blur import ReflectDownsampling
+
+        return ReflectDownsampling((3, h, w), SR_FILTER, deg.scale, noise_model=noise, device=device)
     if task == "colorize":
         return dinv.physics.Decolorize(channels=3, srf=list(LUMA_WEIGHTS), noise_model=noise, device=device)
     return dinv.physics.Inpainting(img_size=(3, h, w), mask=mask_tensor(mask, (h, w), device),
