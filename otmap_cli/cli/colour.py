@@ -90,7 +90,8 @@ def recolor(
     save_map: Optional[Path] = typer.Option(None, "--save-map", help="Save the fitted map (.safetensors) for "
                                             "'otmap apply'."),
     lut: Optional[Path] = typer.Option(None, "--lut", help="Export the map as a 3D LUT (.cube) for ffmpeg, "
-                                       "Resolve, Photoshop."),
+                                       "Resolve, Photoshop; its values are fitted to the source's colours, so "
+                                       "the LUT reproduces otmap's output (tetrahedral interpolation)."),
     lut_size: int = typer.Option(33, "--lut-size", help=f"LUT grid size: {', '.join(map(str, LUT_SIZES))}."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Save a figure (.png): images and colour "
                                         "distributions before/after."),
@@ -174,7 +175,7 @@ def recolor(
             colour_map.save(save_map, overwrite=batch.force)
         if lut is not None:
             colour_map.write_cube(lut, lut_size, strength, title=f"otmap {images[0].name} -> {style.name}",
-                                  overwrite=batch.force)
+                                  overwrite=batch.force, fit_to=[image.rgb for image in images])
         if plot is not None:
             from otmap_cli.transport.plot import plot_transfer
 

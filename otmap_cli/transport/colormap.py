@@ -25,7 +25,8 @@ from otmap_cli.choices import LUT_SIZES, one_of
 from otmap_cli.errors import InputError
 from otmap_cli.io import Image
 from otmap_cli.nets.monotone_numpy import NumpyCMGN, monotone_config_fields, monotone_shapes
-from otmap_cli.transport.lut import apply_lut, blend_with_identity, map_colours, read_cube, sample_lut, write_cube
+from otmap_cli.transport.lut import (apply_lut, blend_with_identity, distinct_colours, fit_lut, map_colours, read_cube,
+                                    sample_lut, write_cube)
 from otmap_cli.transport.regions import DEFAULT_FEATHER, map_region, region_weights
 from otmap_cli.weights import Number, load_arrays, save_tensors
 
@@ -105,10 +106,18 @@ class ColourMap:
         return image.with_rgb(map_region(lambda rgb: mapper(rgb, rgb), image.rgb, weights, out))
 
     def write_cube(self, path: Path | str, size: int = 33, strength: float | None = None, title: str = "otmap",
-                   overwrite: bool = True) -> None:
-        """Export as a 3D LUT (.cube) for ffmpeg, Resolve or Photoshop."""
+                   overwrite: bool = True, fit_to: list[np.ndarray] | None = None) -> None:
+        """Export as a 3D LUT (.cube) for ffmpeg, Resolve or Photoshop.
+
+        ``fit_to`` (images, (..., 3)): choose the table values that make its tetrahedral interpolation
+        closest to the map on those images' colours (``lut.fit_lut``) instead of the map at the nodes.
+        """
         one_of(size, LUT_SIZES, "LUT size")
-        write_cube(path, self.lut(size, strength), title=title, overwrite=overwrite)
+        if fit_to is None:
+            table = self.lut(size, strength)
+        else:
+            table = fit_lut(lambda c: self.transform(c, strength), size, *distinct_colours(fit_to))
+        write_cube(path, table, title=title, overwrite=overwrite)
 
     def save(self, path: Path | str, overwrite: bool = True) -> None:
         save_tensors(path, self.net.state_dict(), MAP_KIND, {"config": self.net.config, **self.info}, overwrite)

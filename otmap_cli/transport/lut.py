@@ -34,6 +34,51 @@ def sample_lut(colour_map: Callable[[np.ndarray], np.ndarray], size: int, chunk:
     return np.clip(values, 0, 1).reshape(size, size, size, 3).astype(np.float32)
 
 
+def distinct_colours(images: list[np.ndarray], chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct colours of (..., 3) images on the 8-bit lattice (others rounded to it), (n, 3) float32,
+    and how many pixels have each."""
+    codes = []
+    for rgb in images:
+        flat = rgb.reshape(-1, 3)
+        for start in range(0, len(flat), chunk):
+            levels = np.rint(np.clip(flat[start:start + chunk], 0, 1) * 255).astype(np.int32)
+            codes.append((levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2])
+    counts = np.bincount(np.concatenate(codes), minlength=1 << 24)
+    present = np.flatnonzero(counts)
+    colours = np.stack([present >> 16, (present >> 8) & 255, present & 255], axis=1).astype(np.float32) / 255
+    return colours, counts[present]
+
+
+# Weight of the sampled map in ``fit_lut``, against the fraction of the image's pixels near a node: a node
+# that no colour of the image reaches keeps the map's value, one that many reach follows the image
+FIT_PRIOR_WEIGHT = 1e-4
+
+
+def fit_lut(colour_map: Callable[[np.ndarray], np.ndarray], size: int, colours: np.ndarray,
+            counts: np.ndarray) -> np.ndarray:
+    """A size^3 table whose tetrahedral interpolation is closest to ``colour_map`` on the given colours.
+
+    Tetrahedral interpolation is linear in the table, so the table minimising sum_i n_i |interp(c_i) -
+    T(c_i)|^2 + FIT_PRIOR_WEIGHT |table - samples|^2 (n_i the colours' pixel fractions) solves one sparse
+    symmetric system, the same for the three channels. Sampling the map at the nodes instead leaves the
+    interpolation error of a curved map inside every cell (docs/decisions.md measures both in ffmpeg).
+    """
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import factorized
+
+    base = sample_lut(colour_map, size).reshape(-1, 3).astype(np.float64)
+    index, weights = tetrahedral_weights(colours, size)
+    rows = np.repeat(np.arange(len(colours)), 4)
+    interp = sparse.csr_matrix((weights.ravel().astype(np.float64), (rows, index.ravel())),
+                               shape=(len(colours), size**3))
+    share = counts / counts.sum()
+    system = (interp.T @ sparse.diags(share) @ interp + FIT_PRIOR_WEIGHT * sparse.identity(size**3)).tocsc()
+    rhs = interp.T @ (share[:, None] * np.clip(colour_map(colours), 0, 1)) + FIT_PRIOR_WEIGHT * base
+    solve = factorized(system)
+    table = np.stack([solve(rhs[:, channel]) for channel in range(3)], axis=1)
+    return np.clip(table, 0, 1).reshape(size, size, size, 3).astype(np.float32)
+
+
 def tetrahedral_weights(rgb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat table indices (N, 4) and weights (N, 4) of tetrahedral interpolation at (N, 3) colours.
 

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, run_cli
+from conftest import ROOT, SAMPLES, run_cli
 from otmap_cli.io import Image, read_image, write_image
 from otmap_cli.transport.colormap import ColourMap
 from otmap_cli.transport.fit import FitSettings
@@ -18,6 +18,7 @@ from otmap_cli.transport.lut import (apply_lut, blend_with_identity, interpolate
 from otmap_cli.transport.recolor import fit_colour_map
 
 TINY = FitSettings(steps=20, warm_steps=40, batch=512)
+CBSD68 = ROOT.parent / "shared" / "data" / "cbsd68"
 
 
 def reference_tetrahedral(table: np.ndarray, rgb: np.ndarray) -> np.ndarray:
@@ -162,3 +163,57 @@ def test_ffmpeg_with_the_exported_lut_reproduces_otmaps_output(tmp_path):
                     f"lut3d=file={tmp_path / 'map.cube'}", str(tmp_path / "ff.png")], check=True)
     error = read_image(tmp_path / "ff.png").rgb - read_image(tmp_path / "out.png").rgb
     assert 10 * np.log10(1 / np.mean(error**2)) >= 40
+
+
+def _curved_map_and_photos():
+    """A strongly curved C-MGN that runs past the gamut, and two 'photos' whose colours lie near one curve
+    through the cube, as a photo's do."""
+    from otmap_cli.nets.monotone_numpy import NumpyCMGN
+
+    rng = np.random.default_rng(0)
+    net = NumpyCMGN(width=16, layers=2, sharpness=15.0)
+    net.init_from_affine(1.6 * np.eye(3, dtype=np.float32), np.full(3, -0.3, np.float32),
+                         rng.random((500, 3), dtype=np.float32), rng)
+    net.params["gain_raw"][:] = -5.0
+
+    def photo(seed):
+        r = np.random.default_rng(seed)
+        t = r.beta(2, 2, (120, 160, 1))
+        curve = np.concatenate([t, 0.9 * t + 0.05, 0.8 * t ** 1.5 + 0.1], axis=2) + r.normal(0, 0.01, (120, 160, 3))
+        return (np.round(np.clip(curve, 0, 1) * 255) / 255).astype(np.float32)
+
+    return ColourMap(net), photo(1), photo(2)
+
+
+def _table_error(colour_map, table, rgb):
+    exact = np.clip(colour_map.transform(rgb.reshape(-1, 3)), 0, 1)
+    return float(np.mean((interpolate_lut(table, rgb.reshape(-1, 3)) - exact) ** 2))
+
+
+def test_a_fitted_table_is_closer_to_the_map_than_its_samples():
+    """``lut.fit_lut`` (what ``write_cube(fit_to=...)`` writes): on the colours it was fitted to, its
+    tetrahedral interpolation is closer to the map than the map sampled at the nodes, and on another
+    photo of the same kind it is closer too (the nodes no colour reaches keep the map's value)."""
+    from otmap_cli.transport.lut import distinct_colours, fit_lut
+
+    colour_map, photo, other = _curved_map_and_photos()
+    colours, counts = distinct_colours([photo])
+    assert counts.sum() == photo.size // 3 and len(np.unique(colours, axis=0)) == len(colours)
+    sampled, fitted = colour_map.lut(33), fit_lut(colour_map.transform, 33, colours, counts)
+    assert _table_error(colour_map, fitted, photo) < 0.8 * _table_error(colour_map, sampled, photo)
+    assert _table_error(colour_map, fitted, other) < _table_error(colour_map, sampled, other)
+
+
+@pytest.mark.skipif(not CBSD68.is_dir(), reason="needs ../shared/data/cbsd68")
+def test_the_fitted_table_closes_issue_11s_worst_lut_pair():
+    """CBSD68 14037 -> 143090, the pair whose sampled 33^3 table reproduced otmap's output at 40.2 dB in ffmpeg
+    (session 10): the fitted table must be 5 dB closer to the map on the source (interpolation only)."""
+    from otmap_cli.transport.lut import distinct_colours, fit_lut
+    from otmap_cli.transport.recolor import recolor
+
+    source, style = read_image(CBSD68 / "14037.png"), read_image(CBSD68 / "143090.png")
+    _, colour_map, _ = recolor(source, style)
+    fitted = fit_lut(colour_map.transform, 33, *distinct_colours([source.rgb]))
+    gain = 10 * np.log10(_table_error(colour_map, colour_map.lut(33), source.rgb)
+                         / _table_error(colour_map, fitted, source.rgb))
+    assert gain > 5, gain
