@@ -156,7 +156,8 @@ def methods(quick: bool):
                  idt, pot_mapping("linear", 0.1), pot_transport("emd")]
     ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", edge_weight=1.0), mgn("cmgn", "sliced", edge_weight=3.0),
             mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
-            mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048)]
+            mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048),
+            mgn("cmgn", "sliced", model_options={"width": 96, "sharpness": 12.0}, warm_steps=1200)]
     if quick:
         return classical[:4] + classical[5:6], ours
     classical.append(pot_transport("sinkhorn"))
