@@ -14,7 +14,7 @@ import torch
 
 from otmap_cli.nets.monotone import CMGN, MODELS, TorchMonotoneMap
 from otmap_cli.nets.monotone_numpy import NumpyCMGN
-from otmap_cli.transport.fit import ALLOWED_OVERSHOOT_WEIGHT, HistogramPlan, sample_rows
+from otmap_cli.transport.fit import ALLOWED_OVERSHOOT_WEIGHT, HistogramPlan, learning_rates, sample_rows
 from otmap_cli.transport.losses import make_loss
 from otmap_cli.transport.settings import FitSettings
 
@@ -64,9 +64,8 @@ def fit_with_autograd(matrix: np.ndarray, offset: np.ndarray, anchors: np.ndarra
         net = MODELS[settings.model](dim=source.shape[1], **settings.model_options)
         net.init_from_affine(torch.from_numpy(matrix), torch.from_numpy(offset), torch.from_numpy(anchors))
         net.to(device)
-        groups = [{"params": [p for n, p in net.named_parameters() if (n == "gain_raw") == gains],
-                   "lr": (10 if gains else 1) * settings.lr} for gains in (False, True)]
-        optimizer = torch.optim.Adam(groups)
+        rates = learning_rates(dict(net.named_parameters()), settings)
+        optimizer = torch.optim.Adam([{"params": [p], "lr": rates[name]} for name, p in net.named_parameters()])
         base_rates = [group["lr"] for group in optimizer.param_groups]
 
         def step(loss: torch.Tensor, decay: float = 1.0) -> None:

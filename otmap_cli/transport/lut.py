@@ -34,6 +34,16 @@ def sample_lut(colour_map: Callable[[np.ndarray], np.ndarray], size: int, chunk:
     return np.clip(values, 0, 1).reshape(size, size, size, 3).astype(np.float32)
 
 
+def _codes_of(levels: np.ndarray) -> np.ndarray:
+    """24-bit codes r<<16 | g<<8 | b of (N, 3) int32 8-bit levels."""
+    return (levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2]
+
+
+def _colours_of(codes: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 colours in [0, 1] of 24-bit codes (the inverse of ``_codes_of``)."""
+    return np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1).astype(np.float32) / 255
+
+
 def distinct_colours(images: list[np.ndarray], chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
     """The distinct colours of (..., 3) images on the 8-bit lattice (others rounded to it), (n, 3) float32,
     and how many pixels have each."""
@@ -42,10 +52,10 @@ def distinct_colours(images: list[np.ndarray], chunk: int = 1 << 20) -> tuple[np
         flat = rgb.reshape(-1, 3)
         for start in range(0, len(flat), chunk):
             levels = np.rint(np.clip(flat[start:start + chunk], 0, 1) * 255).astype(np.int32)
-            codes.append((levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2])
+            codes.append(_codes_of(levels))
     counts = np.bincount(np.concatenate(codes), minlength=1 << 24)
     present = np.flatnonzero(counts)
-    colours = np.stack([present >> 16, (present >> 8) & 255, present & 255], axis=1).astype(np.float32) / 255
+    colours = _colours_of(present)
     return colours, counts[present]
 
 
@@ -114,7 +124,7 @@ def _eight_bit_codes(flat: np.ndarray, chunk: int) -> np.ndarray | None:
         if np.abs(levels - part * 255.0).max(initial=0.0) > 1e-3:
             return None
         levels = levels.astype(np.int32)
-        codes[start:start + chunk] = (levels[:, 0] << 16) | (levels[:, 1] << 8) | levels[:, 2]
+        codes[start:start + chunk] = _codes_of(levels)
     return codes
 
 
@@ -142,7 +152,7 @@ def map_colours(colour_fn: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, 
         slot = np.zeros(1 << 24, dtype=np.int32)
         slot[present] = np.arange(len(present), dtype=np.int32)
         slot_of_pixel = None
-    colours = np.stack([present >> 16, (present >> 8) & 255, present & 255], axis=1).astype(np.float32) / 255
+    colours = _colours_of(present)
     mapped = np.concatenate([np.clip(colour_fn(colours[i:i + chunk]), 0, 1) for i in range(0, len(colours), chunk)])
     for start in range(0, len(flat), chunk):
         part = slot_of_pixel[start:start + chunk] if slot_of_pixel is not None else slot[codes[start:start + chunk]]
