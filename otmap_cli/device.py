@@ -28,6 +28,14 @@ def inference_autocast(device: str):
 
     import torch
 
-    if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device == "cpu" and cpu_has_native_bfloat16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (AVX512-BF16 / AMX); elsewhere it is emulated: a flow-prior
+    training step on an AVX2-only CPU took ~25x longer in bfloat16 than in float32 (docs/decisions.md)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from otmap_cli.device import cpu_has_native_bfloat16
 from otmap_cli.errors import InputError
 from otmap_cli.weights import load_tensors, save_tensors, tensors_problem
 
@@ -48,10 +49,12 @@ class RunControls:
     seed: int = 0
     device: str = "cpu"
     threads: int = 0  # 0 = torch's default
-    bf16: bool = True  # bfloat16 autocast (speed-up on CPUs with native bf16: docs/decisions.md)
+    bf16: bool = True  # bfloat16 autocast where the hardware runs it natively (docs/decisions.md)
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.bf16)
+        kind = torch.device(self.device).type
+        native = kind != "cpu" or cpu_has_native_bfloat16()
+        return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=self.bf16 and native)
 
 
 @torch.no_grad()
