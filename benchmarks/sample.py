@@ -8,7 +8,12 @@
 Every row scores ``--n`` images (2000) in the features of our classifier
 (``models/mnist_classifier.safetensors``) against the MNIST test set: FLD against test images
 0-4999, precision/recall (k = 3) against test images 0-(n-1), confidence, class entropy, and the
-memorisation check against all 60 000 training images. Calibration rows: ``real`` (test images
+memorisation check against all 60 000 training images. ``--transport`` adds, for generators whose noise
+lives in image space, the W2 sense of "optimal" (issue 13): the mean squared displacement
+|G(x) - x|^2 / 784 of the images a user gets (clipped to [-1, 1]) from their own noise draws, and its ratio
+to the least mean displacement of any pairing of the same draws with the same images (the exact discrete
+OT cost, POT ``ot.emd2``): 1.00 means the generator pairs noise and images as an optimal transport map
+does; a larger number, that another pairing would move the noise less. Calibration rows: ``real`` (test images
 5000-(5000+n-1), which no reference row contains), ``noisy real`` (the same + N(0, 0.1^2) in [0, 1]
 units), ``PCA-Gaussian`` (the closed-form Brenier map, fitted to the training set) and its rank-64
 version (the starting point of a generator on OTM-style lifted noise). Sampling time is the wall
@@ -28,7 +33,7 @@ import torch
 
 from otmap_cli.generate import metrics
 from otmap_cli.generate.convexity import check_convexity
-from otmap_cli.generate.sampling import sample
+from otmap_cli.generate.sampling import noise_draws, sample
 from otmap_cli.generate.classifier import classify, load_classifier
 from otmap_cli.generate.mnist import image_grid, load_mnist, save_png, to_unit
 from otmap_cli.generate.models import IMAGE_NOISE, GaussianGenerator, count_parameters, load_generator
@@ -49,6 +54,18 @@ def score(images: torch.Tensor, classifier, reference: np.ndarray, reference_pr:
             "nn_ratio": memo["ratio"], "copied": memo["copied"]}
 
 
+def transport(generator, images: torch.Tensor, seed: int) -> dict:
+    """Mean |G(x) - x|^2 / 784 of the scored images against their noise, and its ratio to the OT cost."""
+    import ot
+
+    noise = noise_draws(generator, len(images), seed).flatten(1).double()
+    mapped = to_unit(images).flatten(1).double()
+    displacement = (mapped - noise).pow(2).sum(1).mean().item() / noise.shape[1]
+    cost = torch.cdist(noise, mapped).pow(2).numpy() / noise.shape[1]
+    uniform = np.full(len(images), 1 / len(images))
+    return {"displacement": displacement, "optimality": displacement / ot.emd2(uniform, uniform, cost)}
+
+
 def timed_samples(generator, n: int, seed: int) -> tuple[torch.Tensor, float]:
     """n samples for scoring, and the wall time of 1000 others (after a warm-up call)."""
     sample(generator, 8, seed=seed)
@@ -67,6 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--convexity", type=int, default=0, metavar="POINTS",
                         help="also estimate the smallest Hessian eigenvalue at POINTS noise draws (slow)")
+    parser.add_argument("--transport", action="store_true",
+                        help="also the mean displacement |G(x) - x|^2 / 784 and its ratio to the OT cost")
     parser.add_argument("--grids", type=Path, help="write an 8 x 8 grid per row into this folder")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
@@ -93,6 +112,8 @@ def main() -> None:
             report = check_convexity(generator, n_points=args.convexity)
             extra.update(min_eigenvalue=report.min_eigenvalue, negative_points=report.negative_points,
                          violated_pairs=report.violated_pairs)
+        if args.transport and tuple(generator.noise_shape) == IMAGE_NOISE:
+            extra.update(transport(generator, images, args.seed))
         rows.append((name, images, extra))
 
     table = []
@@ -103,7 +124,8 @@ def main() -> None:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
             save_png(image_grid(images[:64].numpy(), 8), args.grids / f"{slug}.png")
     header = ("| model | params | FLD | precision | recall | confidence | class entropy | NN-dist ratio | copied "
-              "| 1000 samples (s) |" + (" min eig Hess phi | negative points | violated pairs |" if args.convexity else ""))
+              "| 1000 samples (s) |" + (" min eig Hess phi | negative points | violated pairs |" if args.convexity else "")
+              + (" displacement | x optimal |" if args.transport else ""))
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for r in table:
@@ -114,6 +136,9 @@ def main() -> None:
         if args.convexity:
             cells += [f"{r['min_eigenvalue']:.4f}" if "min_eigenvalue" in r else "-",
                       str(r.get("negative_points", "-")), str(r.get("violated_pairs", "-"))]
+        if args.transport:
+            cells += [f"{r['displacement']:.3f}" if "displacement" in r else "-",
+                      f"{r['optimality']:.4f}" if "optimality" in r else "-"]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))

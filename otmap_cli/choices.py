@@ -28,6 +28,7 @@ DETERMINISTIC_SOLVERS = ("dpir", "mmse")
 # MNIST generators (otmap sample / train brenier)
 GENERATOR_MODELS = ("brenier", "icnn", "dcgan", "cmgn")
 POTENTIALS = ("decoder", "conv")
+AFFINE_INPUTS = ("full", "code")  # what the quadratic part 1/2 |V x|^2 of a potential generator reads
 
 # compute
 DEVICES = ("auto", "cpu", "cuda")

@@ -8,12 +8,13 @@ from typing import Optional
 
 import typer
 
-from otmap_cli.choices import GENERATOR_MODELS, POTENTIALS, choice_enum
+from otmap_cli.choices import AFFINE_INPUTS, GENERATOR_MODELS, POTENTIALS, choice_enum
 from otmap_cli.cli.common import DEVICE, Device, check_output, grouped, require_folder, say
 from otmap_cli.errors import InputError
 
 GeneratorModel = choice_enum("GeneratorModel", GENERATOR_MODELS)
 Potential = choice_enum("Potential", POTENTIALS)
+AffineInput = choice_enum("AffineInput", AFFINE_INPUTS)
 MNIST_DATA = typer.Option(..., "--data", help="Folder with the four MNIST idx(.gz) files.")
 
 
@@ -56,6 +57,10 @@ class BrenierTuning:
     noise_scale: Optional[float] = typer.Option(None, "--noise-scale", min=1e-3, max=1e3, help="How much a "
                                                 "pixel's own noise moves its gate in the decoder potential "
                                                 "(default 1); smaller draws crisper stroke edges.")
+    affine: Optional[AffineInput] = typer.Option(None, "--affine", help="What the quadratic part 1/2|Vx|^2 of "
+                                                 "phi reads: 'full' (all 784 noise pixels; default) or 'code' "
+                                                 "(the decoder's principal components only, so that no pixel "
+                                                 "noise passes straight into the image).")
     penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
                                                    "penalty (brenier; default 10). Raise it, with --resume, if "
                                                    "'min_eigenvalue' in the log turns negative.")
@@ -63,6 +68,9 @@ class BrenierTuning:
                                                "at the lowest curvature of phi at each near pair (default 12).")
     near_pairs: Optional[int] = typer.Option(None, "--near-pairs", help="Points per step where the penalty probes "
                                              "curvature (default 16).")
+    penalty_every: Optional[int] = typer.Option(None, "--penalty-every", min=1, help="Probe the near pairs on "
+                                                "every k-th step only, weighted k (default 1): the Lanczos "
+                                                "search is most of a step's cost.")
     near_step: Optional[float] = typer.Option(None, "--near-step", help="Length of the finite difference that "
                                               "measures it (default 0.3).")
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate of the generator and the "
@@ -76,11 +84,12 @@ class BrenierTuning:
 
     def config(self, model: str) -> dict:
         """The BrenierTrainConfig fields that were given, ``model_options`` included."""
-        if model not in ("brenier", "icnn") and (self.potential or self.code or self.noise_scale):
-            raise InputError("--potential, --code and --noise-scale apply to --model brenier or icnn only")
+        if model not in ("brenier", "icnn") and (self.potential or self.code or self.noise_scale or self.affine):
+            raise InputError("--potential, --code, --noise-scale and --affine apply to --model brenier or icnn only")
         model_options = {"potential": self.potential.value if self.potential else None, "code": self.code,
-                         "noise_scale": self.noise_scale}
+                         "noise_scale": self.noise_scale, "affine": self.affine.value if self.affine else None}
         values = {"search_steps": self.search_steps, "near_pairs": self.near_pairs, "near_step": self.near_step,
+                  "penalty_every": self.penalty_every,
                   "lr": self.lr, "lr_discriminator": self.lr, "discriminator_warmup": self.discriminator_warmup}
         return {"penalty_weight": self.penalty_weight,
                 "model_options": {k: v for k, v in model_options.items() if v is not None},
@@ -125,6 +134,7 @@ def brenier(
     run_dir: Path = typer.Option(Path("runs/brenier"), "--run-dir", help="Checkpoints, sample grids, log.jsonl."),
     model: GeneratorModel = typer.Option(GeneratorModel.brenier, "--model", help="brenier (the product) or a "
                                          "baseline: icnn, dcgan, cmgn."),
+    checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes"),
     *, run: Run, tuning: BrenierTuning,
 ):
     """Train the Brenier generator used by 'otmap sample' (resumable; checkpoints every ~10 min).
@@ -136,7 +146,8 @@ def brenier(
     run.check_out(out)
     from otmap_cli.generate.brenier import BrenierTrainConfig, train_brenier
 
-    cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model.value, **run.controls(), **overrides)
+    cfg = BrenierTrainConfig(data=data, run_dir=run_dir, out=out, model=model.value,
+                             checkpoint_minutes=checkpoint_minutes, **run.controls(), **overrides)
     train_brenier(cfg, log=say)
 
 

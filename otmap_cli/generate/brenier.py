@@ -73,7 +73,8 @@ class BrenierTrainConfig(RunControls):
     in a DCGAN, which a gradient map cannot have). ``discriminator_warmup``: the first steps of a
     run update the discriminator only, so that a warm start from an exported generator (which
     carries no discriminator) meets a trained critic instead of re-opening the game against a
-    random one. Why each default: docs/decisions.md.
+    random one. ``penalty_every`` k > 1: the near pairs (and their Lanczos search) on every k-th step
+    only, weighted k (``ConvexityPenalty.__call__``). Why each default: docs/decisions.md.
     """
 
     data: Path
@@ -90,6 +91,7 @@ class BrenierTrainConfig(RunControls):
     near_pairs: int = 16
     near_step: float = 0.3
     search_steps: int = 12
+    penalty_every: int = 1
     classifier: Path | None = None
     clip_for_discriminator: bool = True
     discriminator_warmup: int = 0
@@ -166,6 +168,8 @@ class BrenierTrainer(Trainer):
                                       lr=cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_discriminator, betas=betas)
         self.gamma = _penalty_weight(cfg)
+        if cfg.penalty_every < 1:
+            raise InputError(f"penalty_every must be at least 1, got {cfg.penalty_every}")
         self.penalty = (ConvexityPenalty(cfg.near_pairs, cfg.near_step, cfg.kappa, cfg.search_steps, self.gen)
                         if self.gamma > 0 else None)
         self.classifier = self.reference = None
@@ -223,10 +227,11 @@ class BrenierTrainer(Trainer):
         if self.step < cfg.discriminator_warmup:
             return self._discriminator_step(real, z, autocast)
         self.generator.train()
+        near = penalty is not None and self.step % cfg.penalty_every == 0
         with autocast:
-            if penalty is not None:
+            if near:
                 penalty.search(self.generator, z[:cfg.near_pairs], self.gen)
-            g_all = self.generator_ddp(penalty.inputs(z) if penalty else z).float()
+            g_all = self.generator_ddp(penalty.inputs(z, near) if penalty else z).float()
             fake = g_all[:cfg.batch]
             if cfg.clip_for_discriminator:  # D judges the image a user sees (pixels clipped to the valid range)
                 fake = fake.clamp(-1, 1)
@@ -242,7 +247,7 @@ class BrenierTrainer(Trainer):
         stats = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
         total = loss_g
         if penalty is not None:
-            value, penalty_stats = penalty(z, g_all)
+            value, penalty_stats = penalty(z, g_all, cfg.penalty_every)
             total = total + self.gamma * value
             stats.update(penalty=value.item(), **penalty_stats)
         self.opt_g.zero_grad(set_to_none=True)

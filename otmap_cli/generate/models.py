@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from otmap_cli.choices import AFFINE_INPUTS
 from otmap_cli.errors import InputError
 from otmap_cli.nets.convex import CONV_FIELDS, DECODER_FIELDS, ConvPotential, DecoderPotential
 from otmap_cli.nets.monotone import CMGN
@@ -62,9 +63,9 @@ class PotentialGenerator(nn.Module):
 
     def __init__(self, channels: tuple[int, int] | None = None, hidden: int = 512, activation_name: str = "softplus",
                  convex: bool = False, alpha: float = 0.02, potential: str = "conv", code: int = 16,
-                 gain: float = 2.0, noise_scale: float = 1.0):
+                 gain: float = 2.0, noise_scale: float = 1.0, affine: str = "full"):
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.affine = alpha, affine
         if potential == "conv":
             if noise_scale != 1.0:
                 raise InputError("noise_scale applies to the decoder potential only")
@@ -74,13 +75,16 @@ class PotentialGenerator(nn.Module):
                                               noise_scale=noise_scale)
         else:
             raise InputError(f"unknown potential {potential!r}")
-        self.V = nn.Parameter(torch.eye(PIXELS))
+        if affine not in AFFINE_INPUTS or (affine == "code" and potential != "decoder"):
+            raise InputError(f"affine {affine!r}: choose 'full', or 'code' with the decoder potential")
+        self.V = nn.Parameter(torch.eye(code if affine == "code" else PIXELS))
         self.bias = nn.Parameter(torch.zeros(PIXELS))
 
     @property
     def config(self) -> dict:
         model = "icnn" if getattr(self.potential, "convex", False) else "brenier"
-        return {"model": model, "alpha": self.alpha, **self.potential.config}
+        return {"model": model, "alpha": self.alpha, **self.potential.config,
+                **({"affine": self.affine} if self.affine != "full" else {})}
 
     @torch.no_grad()
     def init_gaussian(self, mean: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor) -> None:
@@ -92,16 +96,25 @@ class PotentialGenerator(nn.Module):
         """
         if isinstance(self.potential, DecoderPotential):
             self.potential.set_encoder(evecs[:, -self.potential.code:].flip(1).T)
-            self.V.copy_(0.05 * torch.eye(PIXELS))
+            self.V.copy_(0.05 * torch.eye(len(self.V)))
             self.bias.fill_(-1.0)
             return
         self.V.copy_(_sym_function(evecs, (evals.sqrt() - self.alpha).clamp_min(0).sqrt()))
         self.bias.copy_(mean)
 
+    def _affine_input(self, flat: torch.Tensor) -> torch.Tensor:
+        """What V reads: the noise itself, or (``affine="code"``) its code E x, so that no pixel's own
+        noise passes straight into the image (V^T V x then lies in span(E), where the decoder's
+        curvature may need the help)."""
+        return flat @ self.potential.encoder.T if self.affine == "code" else flat
+
+    def _affine_output(self, coords: torch.Tensor) -> torch.Tensor:
+        return coords @ self.potential.encoder if self.affine == "code" else coords
+
     def phi(self, x: torch.Tensor) -> torch.Tensor:
         """The potential itself, one value per sample (x: N x 1 x 28 x 28)."""
         flat = x.flatten(1)
-        quadratic = 0.5 * self.alpha * flat.pow(2).sum(1) + 0.5 * (flat @ self.V.T).pow(2).sum(1)
+        quadratic = 0.5 * self.alpha * flat.pow(2).sum(1) + 0.5 * (self._affine_input(flat) @ self.V.T).pow(2).sum(1)
         return quadratic + flat @ self.bias + self.potential(x).to(quadratic.dtype)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -111,7 +124,7 @@ class PotentialGenerator(nn.Module):
             (grad_psi,) = torch.autograd.grad(self.potential(x).sum(), x, create_graph=keep_graph)
         with torch.autocast(x.device.type, enabled=False):  # exact: near-pair differences are small
             flat = x.flatten(1)
-            affine = self.alpha * flat + (flat @ self.V.T) @ self.V + self.bias
+            affine = self.alpha * flat + self._affine_output((self._affine_input(flat) @ self.V.T) @ self.V) + self.bias
         out = affine.view_as(x) + grad_psi.to(affine.dtype)
         return out if keep_graph else out.detach()
 
@@ -236,7 +249,8 @@ def generator_config_fields(config: dict) -> dict:
     model = config.get("model")
     if model in ("brenier", "icnn"):
         potential = DECODER_FIELDS if config.get("potential") == "decoder" else CONV_FIELDS
-        return {**potential, "model": Choice(("brenier", "icnn")), "alpha": Number(float, 0.0, 1e3)}
+        affine = {"affine": Choice(AFFINE_INPUTS)} if potential is DECODER_FIELDS else {}
+        return {**potential, **affine, "model": Choice(("brenier", "icnn")), "alpha": Number(float, 0.0, 1e3)}
     fields = {"gaussian": {"rank": Number(int, 0, PIXELS)},
               "cmgn": {"width": Number(int, 1, 1 << 16), "layers": Number(int, 1, 1024),
                        "sharpness": Number(float, 0.0, 1e6)},
@@ -244,6 +258,25 @@ def generator_config_fields(config: dict) -> dict:
     if not isinstance(model, str) or model not in fields:
         raise InputError(f"unknown generator model {str(model)[:40]!r}")
     return {"model": Choice((model,)), **fields[model]}
+
+
+def restrict_affine_to_code(generator: PotentialGenerator) -> PotentialGenerator:
+    """The same decoder-potential generator with its quadratic part 1/2 |V x|^2 cut down to span(E).
+
+    V^T V becomes P V^T V P (P = E^T E): the part of the affine map that passes the noise of the
+    other 784 - k directions straight into the image (speckle on every stroke) goes, the rest of
+    phi is kept. Curvature outside span(E) then rests on alpha and psi alone: re-check convexity.
+    """
+    if generator.config.get("potential") != "decoder":
+        raise InputError("only a decoder-potential generator has a code to restrict its affine part to")
+    encoder = generator.potential.encoder
+    with torch.no_grad():
+        in_code = generator.V @ encoder.T if generator.affine == "full" else generator.V
+        evals, evecs = torch.linalg.eigh(in_code.T @ in_code)  # E V^T V E^T, k x k
+        restricted = build_generator({**generator.config, "affine": "code"}).to(encoder.device, encoder.dtype)
+        state = {k: v for k, v in generator.state_dict().items() if k != "V"}
+        restricted.load_state_dict({**state, "V": _sym_function(evecs, evals.clamp_min(0).sqrt())})
+    return restricted.eval()
 
 
 def export_generator(generator: nn.Module, path: Path | str, meta: dict) -> None:

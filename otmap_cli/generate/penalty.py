@@ -41,21 +41,32 @@ class ConvexityPenalty:
                                       self.search_steps)
         self.directions = F.normalize(vectors.flatten(1), dim=1)
 
-    def inputs(self, z: torch.Tensor) -> torch.Tensor:
-        """The batch with its near partners appended: G is evaluated once on both."""
+    def inputs(self, z: torch.Tensor, near: bool = True) -> torch.Tensor:
+        """The batch with its near partners appended (``near``): G is evaluated once on both."""
+        if not near:
+            return z
         n = len(self.directions)
         near = z[:n] + self.step * self.directions.to(z.device).view(n, *z.shape[1:])
         return torch.cat([z, near])
 
-    def __call__(self, z: torch.Tensor, g_all: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def __call__(self, z: torch.Tensor, g_all: torch.Tensor, near_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """P over the far pairs and, when ``g_all`` holds them, the near pairs weighted by ``near_weight``.
+
+        A lazy schedule (near pairs every k-th step only, ``near_weight`` = k; "lazy regularisation",
+        Karras et al. 2020, StyleGAN2, Sec. 3.1) keeps the expectation of P while the Lanczos search,
+        most of a step's cost, runs k times less often.
+        """
         b, n = len(z), len(self.directions)
         x, g = z.flatten(1), g_all[:b].flatten(1)
         q_far = rayleigh(x - x.roll(1, 0), g - g.roll(1, 0))
+        hinge_far = F.relu(self.kappa - q_far).sum()
+        stats = {"q_far_min": q_far.min().item()}
+        if len(g_all) == b:
+            return hinge_far / ((b + n) * self.kappa), stats
         q_near = ((g_all[b:].flatten(1) - g[:n]) * self.directions.to(z.device)).sum(1) / self.step
-        q = torch.cat([q_far, q_near])
-        penalty = F.relu(self.kappa - q).mean() / self.kappa
-        stats = {"q_far_min": q_far.min().item(), "q_near_min": q_near.min().item(),
-                 "violated": (q < self.kappa).float().mean().item()}
-        return penalty, stats
+        hinge_near = F.relu(self.kappa - q_near).sum()
+        stats.update(q_near_min=q_near.min().item(),
+                     violated=(torch.cat([q_far, q_near]) < self.kappa).float().mean().item())
+        return (hinge_far + near_weight * hinge_near) / ((b + n) * self.kappa), stats
 
 

@@ -20,8 +20,8 @@ def default_generator(device: str = "cpu") -> nn.Module:
     return load_generator(shipped_model(GENERATOR_FILE), device)
 
 
-def _noise(generator: nn.Module, n: int, seed: int) -> torch.Tensor:
-    """Noise drawn on the CPU from a seeded generator: the same samples on every device."""
+def noise_draws(generator: nn.Module, n: int, seed: int) -> torch.Tensor:
+    """The noise behind ``sample(generator, n, seed)``, drawn on the CPU: the same samples on every device."""
     return torch.randn((n, *generator.noise_shape), generator=torch.Generator().manual_seed(seed))
 
 
@@ -51,7 +51,7 @@ def sample(generator: nn.Module | None, n: int = 64, seed: int = 0, device: str 
         >>> digits = sample(None, 16, seed=3)  # doctest: +SKIP
     """
     generator = default_generator(device) if generator is None else generator
-    return _generate(generator, _noise(generator, n, seed), device, batch)
+    return _generate(generator, noise_draws(generator, n, seed), device, batch)
 
 
 def interpolate(generator: nn.Module | None, steps: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
@@ -59,7 +59,7 @@ def interpolate(generator: nn.Module | None, steps: int, seed: int = 0, device: 
     if steps < 2:
         raise InputError("an interpolation needs at least 2 steps")
     generator = default_generator(device) if generator is None else generator
-    ends = _noise(generator, 2, seed)
+    ends = noise_draws(generator, 2, seed)
     return _generate(generator, slerp(ends[0], ends[1], torch.linspace(0, 1, steps)), device, steps)
 
 

@@ -10,13 +10,15 @@ def test_train_command_builds_the_potential_it_is_asked_for(mnist_dir, tmp_path)
     out = tmp_path / "g.safetensors"
     done = invoke("train", "brenier", "--data", str(mnist_dir), "--run-dir", str(tmp_path / "run"), "--out",
                    str(out), "--max-steps", "2", "--code", "4", "--search-steps", "3", "--lr", "1e-4",
-                  "--noise-scale", "0.5")
+                  "--noise-scale", "0.5", "--affine", "code", "--penalty-every", "2")
     assert done.exit_code == 0, done.stderr
     config = load_generator(out).config
     assert config["potential"] == "decoder" and config["code"] == 4 and config["model"] == "brenier"
-    assert config["noise_scale"] == 0.5
+    assert config["noise_scale"] == 0.5 and config["affine"] == "code"
     refused = invoke("train", "brenier", "--data", str(mnist_dir), "--model", "dcgan", "--potential", "conv")
     assert refused.exit_code != 0 and "brenier or icnn only" in refused.stderr
+    lazy = invoke("train", "brenier", "--data", str(mnist_dir), "--penalty-every", "0")
+    assert lazy.exit_code == 2 and "--penalty-every" in lazy.stderr
 
 
 def test_train_flow_command_starts_resumes_and_exports(tmp_path):

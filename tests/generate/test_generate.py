@@ -24,7 +24,7 @@ from otmap_cli.generate.classifier import MnistClassifier, classify
 from otmap_cli.generate.convexity import check_convexity, hvp, lanczos_smallest
 from otmap_cli.generate.mnist import image_grid, load_mnist, read_idx
 from otmap_cli.generate.models import (DCGANGenerator, GaussianGenerator, PotentialGenerator, export_generator,
-                                       load_generator, pca)
+                                       load_generator, pca, restrict_affine_to_code)
 from otmap_cli.generate.sampling import interpolate, sample
 from otmap_cli.nets.convex import ConvPotential
 
@@ -34,10 +34,12 @@ TINY = {"channels": (4, 8), "hidden": 16}
 torch.set_num_threads(1)
 
 
-def tiny_generator(convex: bool = False, seed: int = 0, potential: str = "conv") -> PotentialGenerator:
+def tiny_generator(convex: bool = False, seed: int = 0, potential: str = "conv",
+                   affine: str = "full") -> PotentialGenerator:
     torch.manual_seed(seed)
     if potential == "decoder":
-        generator = PotentialGenerator(channels=(4, 8), potential="decoder", code=5, convex=convex).eval()
+        generator = PotentialGenerator(channels=(4, 8), potential="decoder", code=5, convex=convex,
+                                       affine=affine).eval()
         generator.potential.set_encoder(torch.linalg.qr(torch.randn(784, 5))[0].T)  # orthonormal rows
         return generator
     return PotentialGenerator(**TINY, convex=convex).eval()
@@ -92,12 +94,14 @@ def test_gaussian_map_matches_moments():
     assert torch.allclose(out.std(0), data.flatten(1).std(0), rtol=0.1)
 
 
-@pytest.mark.parametrize("convex, potential", [(False, "conv"), (True, "conv"), (False, "decoder")])
-def test_generator_is_the_gradient_of_phi(convex, potential):
+@pytest.mark.parametrize("convex, potential, affine",
+                         [(False, "conv", "full"), (True, "conv", "full"), (False, "decoder", "full"),
+                          (False, "decoder", "code")])
+def test_generator_is_the_gradient_of_phi(convex, potential, affine):
     """G(x).v against central differences of phi in float64."""
-    generator = tiny_generator(convex, potential=potential).double()
+    generator = tiny_generator(convex, potential=potential, affine=affine).double()
     with torch.no_grad():  # a non-trivial affine part too
-        generator.V.copy_(torch.randn(784, 784, dtype=torch.float64) / 60)
+        generator.V.copy_(torch.randn(generator.V.shape, dtype=torch.float64) / 60)
         generator.bias.normal_()
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(3, 1, 28, 28, generator=gen, dtype=torch.float64)
@@ -265,6 +269,70 @@ def test_generator_file_round_trip(tmp_path):
     (tmp_path / "g.pt").write_bytes(b"not a pickle either")
     with pytest.raises(InputError, match="pickle"):
         load_generator(tmp_path / "g.pt")
+
+
+def test_code_affine_part_adds_no_pixel_noise(tmp_path):
+    """With affine="code", V^T V x lies in span(E): noise orthogonal to the code moves G by alpha only."""
+    generator = tiny_generator(potential="decoder", affine="code")
+    assert generator.V.shape == (5, 5) and generator.config["affine"] == "code"
+    with torch.no_grad():
+        generator.V.normal_()
+        encoder = generator.potential.encoder
+        x = torch.randn(2, 1, 28, 28)
+        orthogonal = torch.randn(2, 784)
+        orthogonal = (orthogonal - (orthogonal @ encoder.T) @ encoder).view_as(x)
+        moved = generator(x + orthogonal) - generator(x)
+
+    def grad_psi(z: torch.Tensor) -> torch.Tensor:
+        z = z.clone().requires_grad_(True)
+        return torch.autograd.grad(generator.potential(z).sum(), z)[0]
+
+    psi_moved = grad_psi(x + orthogonal) - grad_psi(x)
+    assert torch.allclose(moved, generator.alpha * orthogonal + psi_moved, atol=1e-5)
+    export_generator(generator, tmp_path / "g.safetensors", {})
+    assert load_generator(tmp_path / "g.safetensors").config == generator.config
+    with pytest.raises(InputError, match="decoder potential"):
+        PotentialGenerator(**TINY, affine="code")
+
+
+def test_restricting_the_affine_part_keeps_phi_in_the_code_and_drops_the_rest():
+    generator = tiny_generator(potential="decoder").double()
+    with torch.no_grad():
+        generator.V.copy_(torch.randn(784, 784, dtype=torch.float64) / 30)
+        generator.bias.normal_()
+    restricted = restrict_affine_to_code(generator)
+    assert restricted.config == {**generator.config, "affine": "code"} and restricted.V.shape == (5, 5)
+    encoder = generator.potential.encoder
+    projector = encoder.T @ encoder
+    expected = tiny_generator(potential="decoder").double()
+    with torch.no_grad():
+        expected.load_state_dict(generator.state_dict())
+        evals, evecs = torch.linalg.eigh(projector @ generator.V.T @ generator.V @ projector)
+        expected.V.copy_((evecs * evals.clamp_min(0).sqrt()) @ evecs.T)
+        x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+        assert torch.allclose(restricted(x), expected(x), atol=1e-8)
+    with pytest.raises(InputError, match="decoder-potential"):
+        restrict_affine_to_code(tiny_generator())
+
+
+def test_lazy_penalty_searches_every_kth_step_and_keeps_the_weight(mnist_dir, tmp_path, monkeypatch):
+    cfg = BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "run", batch=8, near_pairs=4, max_steps=4,
+                             model_options=dict(TINY), checkpoint_minutes=100, classifier=None, bf16=False,
+                             penalty_every=2)
+    trainer = BrenierTrainer(cfg, log=lambda line: None)
+    searches = []
+    search = trainer.penalty.search
+    monkeypatch.setattr(trainer.penalty, "search", lambda *a: (searches.append(trainer.step), search(*a)))
+    stats = [trainer.train_step() for _ in range(4)]
+    assert searches == [0, 2]
+    assert ["q_near_min" in s for s in stats] == [True, False, True, False]
+    penalty = trainer.penalty
+    z = torch.randn(8, 1, 28, 28)
+    g_all = trainer.generator(penalty.inputs(z)).detach()
+    full, _ = penalty(z, g_all)
+    far_only, _ = penalty(z, g_all[:8])
+    twice, _ = penalty(z, g_all, near_weight=2.0)
+    assert torch.allclose(far_only + (twice - far_only) / 2, full)  # near pairs weighted k on their steps
 
 
 def test_training_runs_resumes_and_exports(mnist_dir, tmp_path):
