@@ -1,6 +1,6 @@
 """Held-out FLD against CPU minutes for MNIST generator runs: the equal-budget comparison of issue 13.
 
-    python benchmarks/generator_budget.py --run dcgan=runs/eq_dcgan --run brenier=runs/bA \\
+    python benchmarks/generator_budget.py --run dcgan=runs/eq_dcgan --run brenier=runs/bB \\
         --run "convex decoder=runs/eq_icnn" --plot benchmarks/results/generator_budget.png
 
 Each run's ``log.jsonl`` (written by ``otmap train brenier`` at every checkpoint) holds the FLD of 2 000
@@ -23,9 +23,10 @@ def read_curve(run_dir: Path) -> list[tuple[float, float]]:
     return [(r["elapsed_min"], r["fld"]) for r in records if "fld" in r]
 
 
-def nearest(curve: list[tuple[float, float]], minutes: float) -> str:
-    reached = [(abs(m - minutes), fld) for m, fld in curve if m <= minutes + 2.5]
-    return f"{min(reached)[1]:.1f}" if reached and min(reached)[0] <= 2.5 else "-"
+def nearest(curve: list[tuple[float, float]], minutes: float, within: float = 2.5) -> str:
+    """The FLD of the checkpoint nearest ``minutes``, if one lies ``within`` minutes of it."""
+    gap, fld = min((abs(m - minutes), fld) for m, fld in curve)
+    return f"{fld:.1f}" if gap <= within else "-"
 
 
 def plot(curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     print("| CPU minutes | " + " | ".join(curves) + " |")
     print("|---|" + "---|" * len(curves))
     minutes = args.every
-    while minutes <= longest + 2.5:
+    while minutes <= longest + 2.5:  # the last row may end just short of a round minute
         print(f"| {minutes:g} | " + " | ".join(nearest(c, minutes) for c in curves.values()) + " |")
         minutes += args.every
     if args.plot:

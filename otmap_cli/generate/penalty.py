@@ -46,8 +46,8 @@ class ConvexityPenalty:
         if not near:
             return z
         n = len(self.directions)
-        near = z[:n] + self.step * self.directions.to(z.device).view(n, *z.shape[1:])
-        return torch.cat([z, near])
+        partners = z[:n] + self.step * self.directions.to(z.device).view(n, *z.shape[1:])
+        return torch.cat([z, partners])
 
     def __call__(self, z: torch.Tensor, g_all: torch.Tensor, near_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
         """P over the far pairs and, when ``g_all`` holds them, the near pairs weighted by ``near_weight``.
