@@ -8,7 +8,8 @@
 Every row scores ``--n`` images (2000) in the features of our classifier
 (``models/mnist_classifier.safetensors``) against the MNIST test set: FLD against test images
 0-4999, precision/recall (k = 3) against test images 0-(n-1), confidence, class entropy, and the
-memorisation check against all 60 000 training images. ``--transport`` adds, for generators whose noise
+memorisation check against all 60 000 training images. ``--decompose`` takes a decoder-potential map apart
+(which part draws the digit). ``--transport`` adds, for generators whose noise
 lives in image space, the W2 sense of "optimal" (issue 13): the mean squared displacement
 |G(x) - x|^2 / 784 of the images a user gets (clipped to [-1, 1]) from their own noise draws, and its ratio
 to the least mean displacement of any pairing of the same draws with the same images (the exact discrete
@@ -66,6 +67,30 @@ def transport(generator, images: torch.Tensor, seed: int) -> dict:
     return {"displacement": displacement, "optimality": displacement / ot.emd2(uniform, uniform, cost)}
 
 
+def decompose(generator, seed: int, n: int = 256) -> dict | None:
+    """rms per pixel of each part of a decoder-potential map G = alpha x + V^T V x + b + gated image + code
+    term (``DecoderPotential``), the mean of b, and the share of output pixels outside [-1, 1] (clipped):
+    which part draws the digit. None for other generators."""
+    potential = getattr(generator, "potential", None)
+    if not hasattr(potential, "decode"):
+        return None
+    x = noise_draws(generator, n, seed).requires_grad_(True)
+    (grad_psi,) = torch.autograd.grad(potential(x).sum(), x)
+    with torch.no_grad():
+        flat, grad_psi = x.flatten(1), grad_psi.flatten(1)
+        gated = potential.gain * torch.sigmoid(potential.noise_scale * flat + potential.decode(
+            potential.code_of(x)).flatten(1))
+        affine = generator.alpha * flat + generator._affine_output((generator._affine_input(flat) @ generator.V.T)
+                                                                    @ generator.V)
+        output = affine + generator.bias + grad_psi
+
+    def rms(t: torch.Tensor) -> float:
+        return t.pow(2).mean().sqrt().item()
+
+    return {"affine_rms": rms(affine), "gated_rms": rms(gated), "code_term_rms": rms(grad_psi - gated),
+            "bias_mean": generator.bias.mean().item(), "clipped": (output.abs() > 1).float().mean().item()}
+
+
 def timed_samples(generator, n: int, seed: int) -> tuple[torch.Tensor, float]:
     """n samples for scoring, and the wall time of 1000 others (after a warm-up call)."""
     sample(generator, 8, seed=seed)
@@ -86,6 +111,8 @@ def main() -> None:
                         help="also estimate the smallest Hessian eigenvalue at POINTS noise draws (slow)")
     parser.add_argument("--transport", action="store_true",
                         help="also the mean displacement |G(x) - x|^2 / 784 and its ratio to the OT cost")
+    parser.add_argument("--decompose", action="store_true",
+                        help="also the rms of each part of a decoder-potential map and its clipped share")
     parser.add_argument("--grids", type=Path, help="write an 8 x 8 grid per row into this folder")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
@@ -114,6 +141,8 @@ def main() -> None:
                          violated_pairs=report.violated_pairs)
         if args.transport and tuple(generator.noise_shape) == IMAGE_NOISE:
             extra.update(transport(generator, images, args.seed))
+        if args.decompose and (parts := decompose(generator, args.seed)) is not None:
+            extra.update(parts)
         rows.append((name, images, extra))
 
     table = []
@@ -140,6 +169,12 @@ def main() -> None:
             cells += [f"{r['displacement']:.3f}" if "displacement" in r else "-",
                       f"{r['optimality']:.4f}" if "optimality" in r else "-"]
         print("| " + " | ".join(cells) + " |")
+    if args.decompose:
+        print("\n| model | affine part (rms) | gated image (rms) | code term (rms) | mean b | output clipped |")
+        print("|---|---|---|---|---|---|")
+        for r in (r for r in table if "gated_rms" in r):
+            print(f"| {r['model']} | {r['affine_rms']:.2f} | {r['gated_rms']:.2f} | {r['code_term_rms']:.2f} "
+                  f"| {r['bias_mean']:.2f} | {100 * r['clipped']:.0f} % |")
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
 

@@ -61,6 +61,9 @@ class BrenierTuning:
                                                  "phi reads: 'full' (all 784 noise pixels; default) or 'code' "
                                                  "(the decoder's principal components only, so that no pixel "
                                                  "noise passes straight into the image).")
+    pca_source: bool = typer.Option(False, "--pca-source", help="Draw the decoder potential's noise as wide "
+                                    "as the data along its principal components (N(0, I) elsewhere), so that "
+                                    "the sharp gated image, not the smooth span(E) term, carries the drawing.")
     penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
                                                    "penalty (brenier; default 10). Raise it, with --resume, if "
                                                    "'min_eigenvalue' in the log turns negative.")
@@ -84,10 +87,13 @@ class BrenierTuning:
 
     def config(self, model: str) -> dict:
         """The BrenierTrainConfig fields that were given, ``model_options`` included."""
-        if model not in ("brenier", "icnn") and (self.potential or self.code or self.noise_scale or self.affine):
-            raise InputError("--potential, --code, --noise-scale and --affine apply to --model brenier or icnn only")
+        if model not in ("brenier", "icnn") and (self.potential or self.code or self.noise_scale or self.affine
+                                                 or self.pca_source):
+            raise InputError("--potential, --code, --noise-scale, --affine and --pca-source apply to --model "
+                             "brenier or icnn only")
         model_options = {"potential": self.potential.value if self.potential else None, "code": self.code,
-                         "noise_scale": self.noise_scale, "affine": self.affine.value if self.affine else None}
+                         "noise_scale": self.noise_scale, "affine": self.affine.value if self.affine else None,
+                         "pca_source": True if self.pca_source else None}
         values = {"search_steps": self.search_steps, "near_pairs": self.near_pairs, "near_step": self.near_step,
                   "penalty_every": self.penalty_every,
                   "lr": self.lr, "lr_discriminator": self.lr, "discriminator_warmup": self.discriminator_warmup}

@@ -44,9 +44,10 @@ from otmap_cli.choices import GENERATOR_MODELS, one_of
 from otmap_cli.errors import InputError
 from otmap_cli.generate.convexity import check_convexity
 from otmap_cli.generate.mnist import image_grid, load_mnist, save_png, to_uint8, to_unit
-from otmap_cli.generate.models import Discriminator, build_generator, export_generator, load_generator, pca
+from otmap_cli.generate.models import (Discriminator, build_generator, export_generator, load_generator, pca,
+                                       source_noise)
 from otmap_cli.generate.penalty import ConvexityPenalty
-from otmap_cli.generate.sampling import sample
+from otmap_cli.generate.sampling import noise_draws, sample
 from otmap_cli.training import (RunControls, Trainer, ema_copy, ema_update, load_module_tensors,
                                 module_tensors)
 from otmap_cli.weights import load_optimizer_tensors, models_dir, optimizer_tensors
@@ -222,7 +223,8 @@ class BrenierTrainer(Trainer):
         cfg, device, penalty = self.cfg, self.cfg.device, self.penalty
         idx = torch.randint(len(self.images), (cfg.batch,), generator=self.gen)
         real = to_unit(self.images[idx]).to(device)
-        z = torch.randn((cfg.batch, *self.generator.noise_shape), generator=self.gen).to(device)
+        z = source_noise(self.generator, torch.randn((cfg.batch, *self.generator.noise_shape), generator=self.gen))
+        z = z.to(device)
         autocast = cfg.autocast()
         if self.step < cfg.discriminator_warmup:
             return self._discriminator_step(real, z, autocast)
@@ -281,7 +283,7 @@ class BrenierTrainer(Trainer):
     def evaluate(self) -> dict:
         """EMA grid (fixed noise), FLD against held-out training images, quick convexity estimate."""
         cfg, ema = self.cfg, self.ema
-        grid_noise = torch.randn((64, *ema.noise_shape), generator=torch.Generator().manual_seed(GRID_SEED))
+        grid_noise = noise_draws(ema, 64, GRID_SEED)
         with torch.no_grad():
             pixels = to_uint8(ema(grid_noise.to(cfg.device))).cpu().numpy()
         grid = image_grid(pixels, 8)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from otmap_cli.errors import InputError
-from otmap_cli.generate.models import IMAGE_NOISE
+from otmap_cli.generate.models import IMAGE_NOISE, source_noise
 from otmap_cli.progress import Progress, or_silent
 
 
@@ -120,7 +120,8 @@ def lanczos_smallest(hvp: Callable[[torch.Tensor], torch.Tensor], start: torch.T
 def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: int = 20, n_pairs: int = 1000,
                     near_distance: float = 0.5, seed: int = 0, device: str = "cpu",
                     batch: int = 250, progress: Progress | None = None) -> ConvexityReport:
-    """Smallest Hessian eigenvalue of phi at ``n_points`` noise draws, and monotonicity over pairs.
+    """Smallest Hessian eigenvalue of phi at ``n_points`` noise draws (from the generator's own
+    source, ``models.source_noise``), and monotonicity over pairs.
 
     Far pairs are independent draws; near pairs are x, x + d with |d| = ``near_distance`` (the
     noise itself has norm ~ 28). Only maps of the noise space onto itself have a potential: a
@@ -136,7 +137,7 @@ def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: i
     start = time.time()
     generator = generator.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
-    points = torch.randn((n_points, *IMAGE_NOISE), generator=gen)
+    points = source_noise(generator, torch.randn((n_points, *IMAGE_NOISE), generator=gen))
     report = or_silent(progress)
     report(0, n_points, f"point 0/{n_points}")
     estimates, done = [], 0
@@ -160,8 +161,7 @@ def check_convexity(generator: nn.Module, n_points: int = 1000, lanczos_steps: i
         done += len(chunk)
     report(0, 3, "monotonicity pairs")
     eigen = torch.cat(estimates)
-    x = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
-    far = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
+    x, far = (source_noise(generator, torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)) for _ in range(2))
     step = torch.randn((n_pairs, *IMAGE_NOISE), generator=gen)
     near = x + near_distance * step / step.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     with torch.no_grad():

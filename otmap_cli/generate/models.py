@@ -1,6 +1,6 @@
 """The MNIST generators compared in issue 4, their discriminator, and their safetensors files.
 
-Every generator maps noise of shape ``noise_shape`` (standard normal) to images in [-1, 1] units
+Every generator maps noise of shape ``noise_shape`` (standard normal, or ``source_noise`` of it) to images in [-1, 1] units
 (N x 1 x 28 x 28; values outside are clamped only for display) and has a ``config`` from which
 :func:`build_generator` rebuilds it. The ones that are gradients of a potential (noise in image
 space) can be certified by ``check_convexity``:
@@ -63,16 +63,16 @@ class PotentialGenerator(nn.Module):
 
     def __init__(self, channels: tuple[int, int] | None = None, hidden: int = 512, activation_name: str = "softplus",
                  convex: bool = False, alpha: float = 0.02, potential: str = "conv", code: int = 16,
-                 gain: float = 2.0, noise_scale: float = 1.0, affine: str = "full"):
+                 gain: float = 2.0, noise_scale: float = 1.0, affine: str = "full", pca_source: bool = False):
         super().__init__()
         self.alpha, self.affine = alpha, affine
         if potential == "conv":
-            if noise_scale != 1.0:
-                raise InputError("noise_scale applies to the decoder potential only")
+            if noise_scale != 1.0 or pca_source:
+                raise InputError("noise_scale and pca_source apply to the decoder potential only")
             self.potential = ConvPotential(tuple(channels or (64, 128)), hidden, activation_name, convex)
         elif potential == "decoder":
             self.potential = DecoderPotential(code, tuple(channels or (128, 64)), gain, convex=convex,
-                                              noise_scale=noise_scale)
+                                              noise_scale=noise_scale, pca_source=pca_source)
         else:
             raise InputError(f"unknown potential {potential!r}")
         if affine not in AFFINE_INPUTS or (affine == "code" and potential != "decoder"):
@@ -95,7 +95,8 @@ class PotentialGenerator(nn.Module):
         that its gradient V x x^T is not zero either).
         """
         if isinstance(self.potential, DecoderPotential):
-            self.potential.set_encoder(evecs[:, -self.potential.code:].flip(1).T)
+            k = self.potential.code
+            self.potential.set_encoder(evecs[:, -k:].flip(1).T, evals[-k:].flip(0).clamp_min(0).sqrt())
             self.V.copy_(0.05 * torch.eye(len(self.V)))
             self.bias.fill_(-1.0)
             return
@@ -229,6 +230,14 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
+
+
+def source_noise(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Standard normal draws ``z`` -> the noise ``generator`` maps (its source measure): z itself,
+    except for a decoder potential with ``pca_source`` (``DecoderPotential.source_noise``)."""
+    if isinstance(generator, PotentialGenerator) and isinstance(generator.potential, DecoderPotential):
+        return generator.potential.source_noise(z)
+    return z
 
 
 def build_generator(config: dict) -> nn.Module:

@@ -9,7 +9,7 @@ from torch import nn
 
 from otmap_cli.errors import InputError
 from otmap_cli.generate.mnist import to_uint8
-from otmap_cli.generate.models import load_generator, slerp
+from otmap_cli.generate.models import load_generator, slerp, source_noise
 from otmap_cli.weights import shipped_model
 
 GENERATOR_FILE = "brenier_mnist.safetensors"  # the shipped generator, in models/
@@ -22,7 +22,8 @@ def default_generator(device: str = "cpu") -> nn.Module:
 
 def noise_draws(generator: nn.Module, n: int, seed: int) -> torch.Tensor:
     """The noise behind ``sample(generator, n, seed)``, drawn on the CPU: the same samples on every device."""
-    return torch.randn((n, *generator.noise_shape), generator=torch.Generator().manual_seed(seed))
+    standard = torch.randn((n, *generator.noise_shape), generator=torch.Generator().manual_seed(seed))
+    return source_noise(generator, standard)
 
 
 def sample_batches(generator: nn.Module | None, n: int, seed: int = 0, device: str = "cpu",
@@ -35,7 +36,7 @@ def sample_batches(generator: nn.Module | None, n: int, seed: int = 0, device: s
     stream = torch.Generator().manual_seed(seed)
     for start in range(0, n, batch):
         z = torch.randn((min(batch, n - start), *generator.noise_shape), generator=stream)
-        yield _generate(generator, z, device, batch)
+        yield _generate(generator, source_noise(generator, z), device, batch)
 
 
 def _generate(generator: nn.Module, z: torch.Tensor, device: str, batch: int) -> torch.Tensor:
@@ -59,7 +60,8 @@ def interpolate(generator: nn.Module | None, steps: int, seed: int = 0, device: 
     if steps < 2:
         raise InputError("an interpolation needs at least 2 steps")
     generator = default_generator(device) if generator is None else generator
-    ends = noise_draws(generator, 2, seed)
-    return _generate(generator, slerp(ends[0], ends[1], torch.linspace(0, 1, steps)), device, steps)
+    ends = torch.randn((2, *generator.noise_shape), generator=torch.Generator().manual_seed(seed))
+    path = slerp(ends[0], ends[1], torch.linspace(0, 1, steps))  # on the standard normal's sphere
+    return _generate(generator, source_noise(generator, path), device, steps)
 
 

@@ -52,7 +52,7 @@ CONV_FIELDS = {"potential": Choice(("conv",)), "channels": _CHANNELS, "hidden": 
                "activation_name": Choice(ACTIVATIONS), "convex": Choice((False, True))}
 DECODER_FIELDS = {"potential": Choice(("decoder",)), "code": Number(int, 1, IMAGE_SIDE * IMAGE_SIDE),
                   "channels": _CHANNELS, "gain": Number(float, -1e6, 1e6), "convex": Choice((False, True)),
-                  "noise_scale": Number(float, 1e-3, 1e3)}
+                  "noise_scale": Number(float, 1e-3, 1e3), "pca_source": Choice((False, True))}
 _OUTPUT_GAIN = 1e-2  # grad psi starts small: the generator starts at its affine (Gaussian) part
 
 
@@ -126,7 +126,8 @@ class DecoderPotential(nn.Module):
 
         grad psi(x) = gain * sigmoid(a x + D(y))  +  gain / a * E^T J_D(y)^T sigmoid(a x + D(y)),
 
-    i.e. a DCGAN-like image plus a correction in the k-dimensional span of E. The noise scale a
+    i.e. a DCGAN-like image plus a correction in the k-dimensional span of E (with ``pca_source``,
+    y = E x / std and the correction is divided by std: ``source_noise``). The noise scale a
     (``noise_scale``) sets how much a pixel's own noise x_p moves its gate: at a = 1 it blurs every
     stroke edge by a unit of logit; a smaller a gives crisper edges for a larger span(E) term.
     The Hessian is
@@ -143,12 +144,15 @@ class DecoderPotential(nn.Module):
     """
 
     def __init__(self, code: int = 16, channels: tuple[int, int] = (128, 64), gain: float = 2.0,
-                 background: float = -4.0, convex: bool = False, noise_scale: float = 1.0):
+                 background: float = -4.0, convex: bool = False, noise_scale: float = 1.0,
+                 pca_source: bool = False):
         super().__init__()
         c1, c2 = channels
         self.code, self.channels, self.gain, self.convex = code, (c1, c2), gain, convex
-        self.noise_scale = noise_scale
+        self.noise_scale, self.pca_source = noise_scale, pca_source
         self.register_buffer("encoder", torch.zeros(code, IMAGE_SIDE * IMAGE_SIDE))
+        if pca_source:
+            self.register_buffer("code_std", torch.ones(code))
         self.dense = nn.Linear(code, c1 * 7 * 7)
         self.up1 = nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1)
         self.up2 = nn.ConvTranspose2d(c2, 1, 4, stride=2, padding=1)
@@ -163,21 +167,44 @@ class DecoderPotential(nn.Module):
     def config(self) -> dict:
         return {"potential": "decoder", "code": self.code, "channels": list(self.channels), "gain": self.gain,
                 **({"convex": True} if self.convex else {}),
-                **({"noise_scale": self.noise_scale} if self.noise_scale != 1.0 else {})}
+                **({"noise_scale": self.noise_scale} if self.noise_scale != 1.0 else {}),
+                **({"pca_source": True} if self.pca_source else {})}
 
     def _up(self, layer: nn.ConvTranspose2d, h: torch.Tensor) -> torch.Tensor:
         weight = F.softplus(layer.weight) if self.convex else layer.weight
         return F.conv_transpose2d(h, weight, layer.bias, stride=2, padding=1)
 
     @torch.no_grad()
-    def set_encoder(self, directions: torch.Tensor) -> None:
-        """E: the rows of ``directions`` (k x 784, orthonormal), e.g. leading principal directions."""
+    def set_encoder(self, directions: torch.Tensor, std: torch.Tensor | None = None) -> None:
+        """E: the rows of ``directions`` (k x 784, orthonormal), e.g. leading principal directions;
+        ``std`` (k): the source's standard deviation along each of them (``pca_source`` only)."""
         self.encoder.copy_(directions)
+        if self.pca_source and std is not None:
+            self.code_std.copy_(std)
+
+    def source_noise(self, z: torch.Tensor) -> torch.Tensor:
+        """Standard normal z -> the source noise x: with ``pca_source``, x has the data's standard
+        deviations along E (x = z + E^T ((std - 1) * E z)), N(0, I) elsewhere.
+
+        Why: the map's span(E) term is gain / a * E^T J_D(y)^T s'(.) with y = E x / std, so a source
+        as wide as the data along E shrinks it by std (2-6 for MNIST) for the same decoder, and
+        leaves the drawing to the gated image s'(a x + D(y)), which can be sharp. The map is then the
+        Brenier map from N(0, Sigma) rather than from N(0, I); phi is checked on that source.
+        """
+        if not self.pca_source:
+            return z
+        flat = z.flatten(1)
+        return (flat + ((flat @ self.encoder.T) * (self.code_std - 1)) @ self.encoder).view_as(z)
+
+    def code_of(self, x: torch.Tensor) -> torch.Tensor:
+        """y = E x (divided by the source's std along E with ``pca_source``): y ~ N(0, I_k) for noise."""
+        y = x.flatten(1) @ self.encoder.T
+        return y / self.code_std if self.pca_source else y
 
     def decode(self, y: torch.Tensor) -> torch.Tensor:
         h = F.softplus(self.dense(y)).view(len(y), self.channels[0], 7, 7)
         return self._up(self.up2, F.softplus(self._up(self.up1, h)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.noise_scale * x + self.decode(x.flatten(1) @ self.encoder.T)
+        logits = self.noise_scale * x + self.decode(self.code_of(x))
         return self.gain / self.noise_scale * F.softplus(logits).flatten(1).sum(1)

@@ -25,7 +25,7 @@ from otmap_cli.generate.convexity import check_convexity, hvp, lanczos_smallest
 from otmap_cli.generate.mnist import image_grid, load_mnist, read_idx
 from otmap_cli.generate.models import (DCGANGenerator, GaussianGenerator, PotentialGenerator, export_generator,
                                        load_generator, pca, restrict_affine_to_code)
-from otmap_cli.generate.sampling import interpolate, sample
+from otmap_cli.generate.sampling import interpolate, noise_draws, sample
 from otmap_cli.nets.convex import ConvPotential
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,6 +214,55 @@ def test_decoder_potential_gradient_is_the_gated_image_plus_a_code_term(noise_sc
     expected = potential.gain * gate + potential.gain / noise_scale * code_part @ encoder
     assert torch.allclose(grad.flatten(1), expected, atol=1e-10)
     assert potential.config.get("noise_scale", 1.0) == noise_scale
+
+
+DATA_STD = torch.cat([torch.tensor([3.0, 2.5, 2.0, 1.6, 1.3]), torch.full((779,), 0.2)])
+
+
+def pca_source_generator() -> PotentialGenerator:
+    """A decoder-potential generator started from the PCA of anisotropic data, so std differs from 1."""
+    torch.manual_seed(0)
+    data = torch.randn(3000, 1, 28, 28) * DATA_STD.view(1, 1, 28, 28)
+    generator = PotentialGenerator(channels=(4, 8), potential="decoder", code=5, pca_source=True)
+    generator.init_gaussian(*pca(data))
+    return generator.eval()
+
+
+def test_pca_source_is_as_wide_as_the_data_along_the_code_and_standard_elsewhere():
+    generator = pca_source_generator()
+    encoder, std = generator.potential.encoder, generator.potential.code_std
+    assert torch.allclose(std, DATA_STD[:5], rtol=0.05)  # the data's leading standard deviations
+    x = noise_draws(generator, 20000, seed=0).flatten(1)
+    assert torch.allclose((x @ encoder.T).std(0), std, rtol=0.03)
+    off_code = x - (x @ encoder.T) @ encoder
+    assert abs(off_code.pow(2).sum(1).mean().item() / (784 - 5) - 1) < 0.02
+    assert torch.allclose(generator.potential.code_of(x).std(0), torch.ones(5), rtol=0.03)  # the decoder's input
+    assert tiny_generator(potential="decoder").config.get("pca_source") is None  # off by default
+    with pytest.raises(InputError, match="decoder potential only"):
+        PotentialGenerator(**TINY, pca_source=True)
+
+
+def test_pca_source_map_is_the_gradient_of_phi_and_survives_a_file(tmp_path):
+    """With the wide source the potential reads y = E x / std; G is still grad phi at the source noise,
+    its span(E) term is divided by std, and the file keeps std."""
+    generator = pca_source_generator()
+    x = noise_draws(generator, 3, seed=1).double().requires_grad_(True)
+    generator, potential = generator.double(), generator.potential
+    (grad,) = torch.autograd.grad(generator.phi(x).sum(), x)
+    assert torch.allclose(generator(x), grad, atol=1e-9)
+    y = potential.code_of(x).detach().requires_grad_(True)
+    decoded = potential.decode(y).flatten(1)
+    gate = torch.sigmoid(x.detach().flatten(1) + decoded)
+    (code_part,) = torch.autograd.grad((decoded * gate.detach()).sum(), y)
+    expected = potential.gain * gate + potential.gain * (code_part / potential.code_std) @ potential.encoder
+    (grad_psi,) = torch.autograd.grad(potential(x).sum(), x)
+    assert torch.allclose(grad_psi.flatten(1), expected, atol=1e-10)
+    path = tmp_path / "wide.safetensors"
+    export_generator(generator.float(), path, {})
+    loaded = load_generator(path)
+    assert loaded.config["pca_source"] is True
+    assert torch.allclose(loaded.potential.code_std, potential.code_std.float(), rtol=1e-3)
+    assert torch.equal(sample(loaded, 4, seed=2), sample(loaded, 4, seed=2))
 
 
 def test_decoder_potential_bends_down_only_in_the_span_of_its_code():
