@@ -62,8 +62,9 @@ class BrenierTuning:
                                                  "(the decoder's principal components only, so that no pixel "
                                                  "noise passes straight into the image).")
     pca_source: bool = typer.Option(False, "--pca-source", help="Draw the decoder potential's noise as wide "
-                                    "as the data along its principal components (N(0, I) elsewhere), so that "
-                                    "the sharp gated image, not the smooth span(E) term, carries the drawing.")
+                                    "as the data along its principal components (N(0, I) elsewhere), which "
+                                    "shrinks the smooth span(E) term of the map (default off; results: "
+                                    "models/brenier_mnist.md, session 13).")
     penalty_weight: Optional[float] = typer.Option(None, "--penalty-weight", help="Weight gamma of the convexity "
                                                    "penalty (brenier; default 10). Raise it, with --resume, if "
                                                    "'min_eigenvalue' in the log turns negative.")

@@ -1,7 +1,7 @@
 """The MNIST generators compared in issue 4, their discriminator, and their safetensors files.
 
-Every generator maps noise of shape ``noise_shape`` (standard normal, or ``source_noise`` of it) to images in [-1, 1] units
-(N x 1 x 28 x 28; values outside are clamped only for display) and has a ``config`` from which
+Every generator maps noise of shape ``noise_shape`` (standard normal, or ``source_noise`` of it) to
+images in [-1, 1] units (N x 1 x 28 x 28; values outside are clamped only for display) and has a ``config`` from which
 :func:`build_generator` rebuilds it. The ones that are gradients of a potential (noise in image
 space) can be certified by ``check_convexity``:
 

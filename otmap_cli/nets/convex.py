@@ -187,8 +187,9 @@ class DecoderPotential(nn.Module):
         deviations along E (x = z + E^T ((std - 1) * E z)), N(0, I) elsewhere.
 
         Why: the map's span(E) term is gain / a * E^T J_D(y)^T s'(.) with y = E x / std, so a source
-        as wide as the data along E shrinks it by std (2-6 for MNIST) for the same decoder, and
-        leaves the drawing to the gated image s'(a x + D(y)), which can be sharp. The map is then the
+        as wide as the data along E shrinks it by std (1-5 for MNIST) for the same decoder, meant to
+        leave the drawing to the sharp gated image s'(a x + D(y)) (measured: it did not; the card,
+        session 13). The map is then the
         Brenier map from N(0, Sigma) rather than from N(0, I); phi is checked on that source.
         """
         if not self.pca_source:
