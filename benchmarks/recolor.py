@@ -154,10 +154,10 @@ def mgn(model, loss, **overrides):
 def methods(quick: bool):
     classical = [identity, skimage_histogram, gaussian_mkl, color_matcher("hm-mkl-hm"), color_matcher("reinhard"),
                  idt, pot_mapping("linear", 0.1), pot_transport("emd")]
-    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", edge_weight=1.0), mgn("cmgn", "sliced", edge_weight=3.0),
-            mgn("cmgn", "sliced", warm_steps=1200), mgn("cmgn", "sliced", steps=0),
-            mgn("cmgn", "sliced", model_options={"width": 128}, warm_steps=600, steps=200, batch=2048),
-            mgn("cmgn", "sliced", model_options={"width": 96, "sharpness": 12.0}, warm_steps=1200)]
+    ours = [mgn("cmgn", "sliced"), mgn("cmgn", "sliced", steps=150), mgn("cmgn", "sliced", summary_bins=24),
+            mgn("cmgn", "sliced", warm_start="gradient"),  # the v2.4 default
+            mgn("cmgn", "sliced", warm_start="gradient", edge_weight=1.0),
+            mgn("cmgn", "sliced", warm_start="gradient", warm_steps=1200)]
     if quick:
         return classical[:4] + classical[5:6], ours
     classical.append(pot_transport("sinkhorn"))
@@ -165,7 +165,7 @@ def methods(quick: bool):
     if not quick:
         ours += [mgn("cmgn", "sinkhorn", batch=1024), mgn("cmgn", "wgan"), mgn("cmgn", "gaussian"),
                  mgn("mmgn", "mmd", batch=1024), mgn("mmgn", "sinkhorn", batch=1024), mgn("mmgn", "wgan"),
-                 mgn("mmgn", "gaussian"), mgn("cmgn", "sliced", warm_steps=0)]
+                 mgn("mmgn", "gaussian"), mgn("cmgn", "sliced", warm_start="gradient", warm_steps=0)]
     return classical, ours
 
 

@@ -6,7 +6,8 @@ table gives the median and the worst pair of W2 / sampling floor, the median rou
 displacement / OT cost, the worst clipped excess (pp), the pairs whose structure is >= hm-mkl-hm's
 (computed here) and the median CPU seconds of one fit + apply (one thread).
 
-    python benchmarks/recolor_fit_sweep.py --variants default,wide --out benchmarks/results/recolor_fit_sweep.json
+    python benchmarks/recolor_fit_sweep.py --variants "default,gradient (v2.4 default)" --pairs 10 \
+        --out benchmarks/results/recolor_fit_sweep.json
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ from otmap_cli.transport.recolor import recolor
 
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "v2": {"model_options": {"width": 48}, "warm_steps": 300, "steps": 150, "batch": 1024,
-                               "summary_bins": 16},
-    "wide": {"model_options": {"width": 128}, "warm_steps": 600, "steps": 200,
-                                              "batch": 2048},
-    "no edge rule": {"edge_weight": 0.0},
-    "warm only": {"steps": 0},
+    "ridge + 150 refine": {"steps": 150},
+    "ridge b24": {"summary_bins": 24},
+    "gradient (v2.4 default)": {"warm_start": "gradient"},
+    "gradient, warm only": {"warm_start": "gradient", "steps": 0},
+    "gradient, no edge rule": {"warm_start": "gradient", "edge_weight": 0.0},
 }
 
 

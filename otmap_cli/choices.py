@@ -12,6 +12,8 @@ from enum import Enum
 MONOTONE_MODELS = ("cmgn", "mmgn")  # nets/monotone.py: cascaded and modular monotone gradient networks
 LOSSES = ("sliced", "sinkhorn", "mmd", "wgan", "gaussian")  # transport/losses.py
 FIT_INITS = ("gaussian", "identity")
+# auto: ridge for a C-MGN (transport/ridge.py, one NNLS solve), else gradient (fit.py, Adam steps)
+WARM_STARTS = ("auto", "ridge", "gradient")
 TOYS = ("gaussian", "gmm", "banana")  # transport/toy.py
 LUT_SIZES = (17, 33, 65, 129)  # .cube grid sizes: 33 is the common default, 65 what apply uses inside
 

@@ -3,14 +3,16 @@
 The fit never needs the whole image: a few tens of thousands of random pixels describe a photo's
 colour distribution, so it costs the same for 0.3 and 50 megapixels. Three stages:
 
-1. closed-form Gaussian Brenier map (``gaussian.py``) as the starting point, so even a short fit
-   starts at the classical MKL transfer;
-2. optional warm start: both samples are summarised as weighted colour histograms (the centroid
-   and pixel count of every occupied cell of a ``summary_bins``^3 grid), exact discrete OT (POT
-   ``ot.emd``) between the two histograms gives each source cell its barycentric target, and
-   full-batch weighted regression of T onto those targets lands close to the Brenier map (a
-   monotone gradient fitted to an optimal plan is a smoothed Brenier map). The histogram keeps all
-   the sampled pixels at a fraction of the points, so the exact OT and each step are cheap;
+1. closed-form Gaussian Brenier map (``gaussian.py``): the classical MKL transfer, where the gradient
+   warm start begins and what the fit falls back to;
+2. warm start at the exact OT plan: both samples are summarised as weighted colour histograms (the
+   centroid and pixel count of every occupied cell of a ``summary_bins``^3 grid), and exact discrete OT
+   (POT ``ot.emd``) between the two histograms gives each source cell its barycentric target. For a
+   C-MGN a dictionary of softplus ridges is fitted to those targets in one non-negative least-squares
+   solve (``ridge.py``; a monotone gradient fitted to an optimal plan is a smoothed Brenier map);
+   ``warm_start="gradient"`` regresses the network onto them by ``warm_steps`` Adam steps instead
+   (the M-MGN's only warm start). The histogram keeps all the sampled pixels at a fraction of the
+   points, so the exact OT is cheap;
 3. minimising a distribution loss (``losses.py``) on fresh mini-batches, Adam with cosine decay.
 
 A C-MGN on the CPU with the sliced loss (the default) is fitted in NumPy, torch never imported
@@ -35,6 +37,7 @@ import numpy as np
 from otmap_cli.nets.monotone_numpy import NumpyCMGN
 from otmap_cli.progress import Progress, or_silent
 from otmap_cli.transport.gaussian import gaussian_brenier
+from otmap_cli.transport.ridge import fit_ridges
 from otmap_cli.transport.settings import FitSettings
 from otmap_cli.transport.sliced import SlicedWasserstein, sliced_w2
 
@@ -204,23 +207,23 @@ def in_numpy(settings: FitSettings) -> bool:
 
 
 def _fit_numpy(net: NumpyCMGN, plan: HistogramPlan, source: np.ndarray, target: np.ndarray,
-               settings: FitSettings, rng: np.random.Generator, tick) -> None:
+               settings: FitSettings, warm_steps: int, rng: np.random.Generator, tick) -> None:
     """Stages 2 and 3 with the gradients of ``cmgn_forward_backward``; Adam updates ``net.params`` in place."""
     optimizer = Adam(net.params, learning_rates(net.params, settings))
     on_low, on_high = plan.edges(plan.centroids)
     weights = plan.weights[:, None]
-    for step in range(settings.warm_steps):
+    for step in range(warm_steps):
         optimizer.apply(net.forward_backward(plan.centroids, lambda raw: warm_gradient(
             raw, plan.targets, weights, on_low, on_high, settings)))
         tick(step + 1)
     loss_fn = SlicedWasserstein(seed=settings.seed)
-    for step in range(settings.steps):
+    for step in range(settings.refine_steps):
         xs, ys = sample_rows(source, settings.batch, rng), sample_rows(target, settings.batch, rng)
-        decay = 0.5 * (1 + math.cos(math.pi * step / max(settings.steps, 1)))  # cosine
+        decay = 0.5 * (1 + math.cos(math.pi * step / max(settings.refine_steps, 1)))  # cosine
         batch_low, batch_high = plan.edges(xs)
         optimizer.apply(net.forward_backward(xs, lambda raw: refine_gradient(
             raw, ys, batch_low, batch_high, loss_fn, settings)), decay)
-        tick(settings.warm_steps + step + 1)
+        tick(warm_steps + step + 1)
 
 
 def fit_monotone_map(source: np.ndarray, target: np.ndarray, settings: FitSettings | None = None,
@@ -246,7 +249,8 @@ def fit_monotone_map(source: np.ndarray, target: np.ndarray, settings: FitSettin
     gauss_matrix, gauss_offset = gaussian_brenier(source, target)
     matrix, offset = (np.eye(dim, dtype=np.float32), np.zeros(dim, np.float32)) if settings.init == "identity" \
         else (gauss_matrix, gauss_offset)
-    total = settings.warm_steps + settings.steps
+    warm_steps = settings.warm_steps if settings.warm_method == "gradient" else 0
+    total = warm_steps + settings.refine_steps
     report = or_silent(progress)
 
     def tick(done: int) -> None:  # one phase counted in steps: warm start and distribution loss together
@@ -256,14 +260,19 @@ def fit_monotone_map(source: np.ndarray, target: np.ndarray, settings: FitSettin
     plan = HistogramPlan.fit(source, target, settings.summary_bins, settings.output_range)
     anchors = sample_rows(source, ANCHORS, rng)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging fit is caught below, not warned about
+        ridge_start = None if settings.warm_method == "gradient" else fit_ridges(
+            plan.centroids, plan.targets, plan.weights, settings.ridge_directions, settings.ridge_knots,
+            settings.ridge_sharpness, rng)
         if in_numpy(settings):
-            net = NumpyCMGN(dim=dim, **settings.model_options)
-            net.init_from_affine(matrix, offset, anchors, rng)
-            _fit_numpy(net, plan, source, target, settings, rng, tick)
+            net = ridge_start
+            if net is None:
+                net = NumpyCMGN(dim=dim, **settings.model_options)
+                net.init_from_affine(matrix, offset, anchors, rng)
+            _fit_numpy(net, plan, source, target, settings, warm_steps, rng, tick)
         else:
             from otmap_cli.transport.fit_torch import fit_with_autograd
 
-            net = fit_with_autograd(matrix, offset, anchors, plan, source, target, settings, rng, tick)
+            net = fit_with_autograd(matrix, offset, anchors, plan, source, target, settings, rng, tick, ridge_start)
         pushed = net(src_check)
     gauss = src_check.astype(np.float64) @ gauss_matrix + gauss_offset
     if settings.output_range is not None:

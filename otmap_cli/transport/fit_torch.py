@@ -50,7 +50,7 @@ def warm_loss(raw: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, o
 
 def fit_with_autograd(matrix: np.ndarray, offset: np.ndarray, anchors: np.ndarray, plan: HistogramPlan,
                       source: np.ndarray, target: np.ndarray, settings: FitSettings, rng: np.random.Generator,
-                      tick):
+                      tick, start: NumpyCMGN | None = None):
     """Stages 2 and 3 of ``fit.py`` for ``settings.model`` on ``settings.device``, one CPU thread.
 
     Returns a NumPy-callable map: a ``NumpyCMGN`` for a C-MGN, else the network behind
@@ -61,8 +61,12 @@ def fit_with_autograd(matrix: np.ndarray, offset: np.ndarray, anchors: np.ndarra
     try:
         torch.manual_seed(settings.seed)
         device = torch.device(settings.device)
-        net = MODELS[settings.model](dim=source.shape[1], **settings.model_options)
-        net.init_from_affine(torch.from_numpy(matrix), torch.from_numpy(offset), torch.from_numpy(anchors))
+        if start is None:
+            net = MODELS[settings.model](dim=source.shape[1], **settings.model_options)
+            net.init_from_affine(torch.from_numpy(matrix), torch.from_numpy(offset), torch.from_numpy(anchors))
+        else:  # the ridge warm start: already at the plan, no regression steps
+            net = start.to_torch().train()
+        warm_steps = settings.warm_steps if start is None else 0
         net.to(device)
         rates = learning_rates(dict(net.named_parameters()), settings)
         optimizer = torch.optim.Adam([{"params": [p], "lr": rates[name]} for name, p in net.named_parameters()])
@@ -80,19 +84,19 @@ def fit_with_autograd(matrix: np.ndarray, offset: np.ndarray, anchors: np.ndarra
 
         xs, targets, weights = on(plan.centroids), on(plan.targets), on(plan.weights)
         on_low, on_high = (on(edge) for edge in plan.edges(plan.centroids))
-        for k in range(settings.warm_steps):
+        for k in range(warm_steps):
             step(warm_loss(net(xs), targets, weights, on_low, on_high, settings))
             tick(k + 1)
         loss_fn = make_loss(settings.loss, source.shape[1], seed=settings.seed)
-        for k in range(settings.steps):
+        for k in range(settings.refine_steps):
             batch, ys = sample_rows(source, settings.batch, rng), on(sample_rows(target, settings.batch, rng))
             raw = net(on(batch))
             pushed = raw if settings.output_range is None else raw.clamp(*settings.output_range)
             loss_fn.update(pushed, ys)
             edges = (on(edge) for edge in plan.edges(batch))
             step(loss_fn(pushed, ys) + settings.edge_weight * edge_excess(raw, *edges, settings),
-                 decay=0.5 * (1 + math.cos(math.pi * k / max(settings.steps, 1))))
-            tick(settings.warm_steps + k + 1)
+                 decay=0.5 * (1 + math.cos(math.pi * k / max(settings.refine_steps, 1))))
+            tick(warm_steps + k + 1)
         net = net.cpu().eval()
     finally:
         torch.set_num_threads(threads)

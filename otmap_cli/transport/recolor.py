@@ -72,7 +72,8 @@ def fit_colour_map(sources: Sequence[Image], style: Image, settings: FitSettings
     src = pixel_samples(sources, sample_pixels, settings.seed, regions)
     sty = pixel_samples([style], sample_pixels, settings.seed + 1, style_region)
     result = fit_monotone_map(src, sty, settings, progress=progress)
-    info = {"model": settings.model, "loss": settings.loss, "steps": settings.steps, "seed": settings.seed,
+    info = {"model": settings.model, "loss": settings.loss, "warm_start": settings.warm_method,
+            "steps": settings.refine_steps, "seed": settings.seed,
             "sources": [s.name for s in sources], "style": style.name, "fell_back": result.fell_back,
             "fit_seconds": round(result.seconds, 3), "metrics": result.metrics, "strength": strength,
             "preserve_luminance": preserve_luminance, "masked": masks is not None,

@@ -78,7 +78,7 @@ def run_toy(case: str, settings: FitSettings, figure: Path | str, progress: Prog
         ax.set_aspect("equal")
     axes[0].legend(loc="upper left", markerscale=4)
     axes[1].legend(loc="upper left", markerscale=4)
-    fig.suptitle(f"{case}: {settings.model.upper()} with {settings.loss} loss, {settings.steps} steps")
+    fig.suptitle(f"{case}: {settings.model.upper()} with {settings.loss} loss, {settings.refine_steps} steps")
     fig.tight_layout()
     with atomic_output(Path(figure), overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=80)

@@ -93,7 +93,7 @@ def test_fit_from_identity_recovers_closed_form_gaussian_map():
     the answer), the fitted map must land on the closed-form Brenier map (pixel RMSE <= 0.01). Here the
     Gaussian map is exact, so the held-out check may well prefer it: the network is then in ``rejected``."""
     x, y, params = _gaussian_pair()
-    settings = FitSettings(model="cmgn", loss="mmd", init="identity", steps=300, batch=1024)
+    settings = FitSettings(model="cmgn", loss="mmd", init="identity", warm_start="gradient", steps=300, batch=1024)
     result = fit_monotone_map(x, y, settings)
     network = result.rejected if result.fell_back else result.net
     rmse = np.sqrt(((network(x[:5000]) - _closed_form(x[:5000], params)) ** 2).mean())
