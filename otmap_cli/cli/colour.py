@@ -84,8 +84,9 @@ def recolor(
                                          "exact discrete OT plan of the two colour histograms: ridge (one "
                                          "non-negative least-squares solve; C-MGN only), gradient (--warm-steps "
                                          "regression steps), auto (ridge for a C-MGN, else gradient)."),
-    warm_steps: int = typer.Option(FitSettings.warm_steps, "--warm-steps", help="With --warm-start gradient: "
-                                   "regression steps onto the plan (0 = skip; at most 100000)."),
+    warm_steps: Optional[int] = typer.Option(None, "--warm-steps", help="With --warm-start gradient: regression "
+                                             f"steps onto the plan (0 = skip; at most 100000). Default: "
+                                             f"{FitSettings.warm_steps}."),
     batch_pixels: int = typer.Option(FitSettings.batch, "--batch-pixels", help="Pixels per optimisation step."),
     strength: float = typer.Option(1.0, "--strength", help="0..1: partial transfer along the Wasserstein "
                                    "geodesic, (1-s) x + s T(x)."),
@@ -130,11 +131,15 @@ def recolor(
         one_of(lut_size, LUT_SIZES, "--lut-size")
 
     settings = FitSettings(model=model.value, loss=loss.value, steps=steps, warm_start=warm_start.value,
-                           warm_steps=warm_steps, batch=batch_pixels, seed=seed)
+                           warm_steps=FitSettings.warm_steps if warm_steps is None else warm_steps,
+                           batch=batch_pixels, seed=seed)
     try:
         settings.validate()
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if warm_steps is not None and settings.warm_method != "gradient":
+        raise InputError("--warm-steps counts the steps of --warm-start gradient; the ridge warm start is one "
+                         "solve (add --warm-start gradient to use it)")
     exports = {"--save-map": save_map, "--lut": lut, "--plot": plot}
     given = [flag for flag, path in exports.items() if path is not None]
     if given and len(sources) > 1 and not shared_map:

@@ -99,7 +99,7 @@ def test_an_out_dir_inside_the_input_tree_is_not_walked(tmp_path, gamma_cube, fr
 def test_two_workers_write_the_same_bytes_as_one(tmp_path, frames):
     fitted = tmp_path / "map.safetensors"
     fit = invoke("--quiet", "recolor", str(frames / "0001.png"), str(SAMPLES / "sunset.jpg"), "-o",
-                 str(tmp_path / "fit.png"), "--steps", "5", "--warm-steps", "5", "--save-map", str(fitted))
+                 str(tmp_path / "fit.png"), "--steps", "5", "--save-map", str(fitted))
     assert fit.exit_code == 0, fit.output
     runs = {}
     for workers in ("1", "2"):
@@ -194,8 +194,7 @@ def test_one_look_fitted_on_a_sample_of_a_folder_then_applied_everywhere(tmp_pat
     """The recipe of docs/large_jobs.md: recolor --shared-map on every 2nd frame, then apply the saved map."""
     look = tmp_path / "look.safetensors"
     fit = invoke("--quiet", "recolor", str(frames), str(SAMPLES / "sunset.jpg"), "-r", "--shared-map", "--shard",
-                 "1/2", "--out-dir", str(tmp_path / "preview"), "--save-map", str(look), "--steps", "5",
-                 "--warm-steps", "5", "--json")
+                 "1/2", "--out-dir", str(tmp_path / "preview"), "--save-map", str(look), "--steps", "5", "--json")
     assert fit.exit_code == 0, fit.output
     assert sorted(snapshot(tmp_path / "preview")) == ["0001.png", "0003.jpg", "day/0005.tif"]
     applied = invoke("--quiet", "apply", str(look), str(frames), "-r", "--out-dir", str(tmp_path / "graded"))

@@ -268,7 +268,7 @@ def test_a_file_that_appears_during_the_work_is_not_replaced(tmp_path, monkeypat
 
     monkeypatch.setattr(recolor_module, "fit_colour_map", fit_then_someone_writes)
     done = invoke("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"),
-                  "--steps", "0", "--warm-steps", "0", "--lut", str(lut), "--lut-size", "17")
+                  "--steps", "0", "--lut", str(lut), "--lut-size", "17")
     assert done.exit_code == 2 and "already exists" in done.stderr
     _kept(lut)
 
@@ -289,7 +289,7 @@ def test_progress_phases_are_drawn_on_a_terminal_only(tmp_path, monkeypatch, ter
         monkeypatch.delenv("FORCE_COLOR", raising=False)
         monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
     done = invoke("recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "o.png"),
-                  "--steps", "20", "--warm-steps", "20")
+                  "--steps", "20")
     assert done.exit_code == 0, done.stderr
     drawn = [phase for phase in ("recolor · loading", "fitting map · step", "writing") if phase in done.stderr]
     if terminal:  # a bar's last frame is always drawn; the frames between come at 10 per second

@@ -14,7 +14,7 @@ from otmap_cli.errors import InputError
 from otmap_cli.io import read_image
 from otmap_cli.transport.colormap import ColourMap
 
-FAST = ("--steps", "5", "--warm-steps", "5")
+FAST = ("--steps", "5")
 
 
 def test_stdin_to_stdout_pipe():
