@@ -287,7 +287,10 @@ def toy(
     """2-D experiments for learning the method: fit a monotone gradient network between two point
     clouds and plot the learned transport."""
 
-    settings = FitSettings(model=model.value, loss=loss.value, steps=steps, seed=seed, batch=1024)
+    # the gradient warm start: the toys show a full-size MGN trained by the loss (on the banana the
+    # pruned one-layer ridge fit ends at sliced W2 0.153 against 0.123 after the same 1 000 steps)
+    settings = FitSettings(model=model.value, loss=loss.value, steps=steps, seed=seed, batch=1024,
+                           warm_start="gradient")
     try:
         settings.validate()
     except ValueError as exc:
