@@ -90,7 +90,7 @@ def test_cli_lut_and_saved_map_reproduce_preserve_luminance(tmp_path):
     out, cube, saved = tmp_path / "out.png", tmp_path / "look.cube", tmp_path / "map.safetensors"
     proc = invoke("-q", "recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "--preserve-luminance",
                   "-o", str(out), "--lut", str(cube), "--lut-size", "33", "--save-map", str(saved),
-                  "--steps", "20", "--warm-steps", "30")
+                  "--steps", "20")
     assert proc.exit_code == 0, proc.stderr
     source, result = read_image(SAMPLES / "day.jpg").rgb, read_image(out).rgb
     assert np.abs(lightness(result) - lightness(source)).mean() <= 0.5

@@ -156,7 +156,7 @@ def test_ffmpeg_with_the_exported_lut_reproduces_otmaps_output(tmp_path):
     src = tmp_path / "day.png"
     write_image(read_image(SAMPLES / "day.jpg"), src)
     proc = run_cli("--quiet", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "-o", str(tmp_path / "out.png"),
-                   "--steps", "40", "--warm-steps", "80", "--lut", str(tmp_path / "map.cube"))
+                   "--steps", "40", "--lut", str(tmp_path / "map.cube"))
     assert proc.returncode == 0, proc.stderr.decode()
     assert read_cube(tmp_path / "map.cube").shape == (33, 33, 33, 3)
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-vf",

@@ -141,7 +141,7 @@ def test_cli_mask_leaves_everything_outside_the_feather_byte_identical(tmp_path,
     _rectangle_mask(tmp_path / "m.png", (200, 150), (40, 90, 60, 140))
     out = tmp_path / "out.png"
     proc = invoke("-q", "recolor", str(src), str(SAMPLES / "sunset.jpg"), "--mask", str(tmp_path / "m.png"),
-                  "--feather", "6", "-o", str(out), "--steps", "20", "--warm-steps", "30")
+                  "--feather", "6", "-o", str(out), "--steps", "20")
     assert proc.exit_code == 0, proc.stderr
     before, after = read_image(src), read_image(out)
     assert after.bit_depth == bit_depth
@@ -158,8 +158,7 @@ def test_cli_apply_with_the_mask_reproduces_recolor(tmp_path):
     _rectangle_mask(tmp_path / "m.png", (400, 300), (150, 300, 0, 400))
     out, saved, again = tmp_path / "out.png", tmp_path / "map.safetensors", tmp_path / "again.png"
     proc = invoke("-q", "recolor", str(SAMPLES / "day.jpg"), str(SAMPLES / "sunset.jpg"), "--mask",
-                  str(tmp_path / "m.png"), "-o", str(out), "--save-map", str(saved), "--steps", "20",
-                  "--warm-steps", "30")
+                  str(tmp_path / "m.png"), "-o", str(out), "--save-map", str(saved), "--steps", "20")
     assert proc.exit_code == 0, proc.stderr
     proc = invoke("-q", "apply", str(saved), str(SAMPLES / "day.jpg"), "--mask", str(tmp_path / "m.png"), "-o",
                   str(again))
