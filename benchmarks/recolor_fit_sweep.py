@@ -8,6 +8,7 @@ displacement / OT cost, the worst clipped excess (pp), the pairs whose structure
 
     python benchmarks/recolor_fit_sweep.py --variants "default,gradient (v2.4 default)" --pairs 10 \
         --out benchmarks/results/recolor_fit_sweep.json
+    python benchmarks/recolor_fit_sweep.py --variants "default,gradient (v2.4 default)" --natural 10
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recolor import pairs
+from recolor import SHARED, pairs
 from recolor_metrics import references, score
 
 from classical_process import hm_mkl_hm
@@ -36,6 +37,14 @@ VARIANTS: dict[str, dict] = {
     "gradient, warm only": {"warm_start": "gradient", "steps": 0},
     "gradient, no edge rule": {"warm_start": "gradient", "edge_weight": 0.0},
 }
+
+
+def natural_pairs(count: int) -> list[tuple[str, Path, Path]]:
+    """``count`` pairs spread over the sorted training photos: each with the photo half a stride later."""
+    files = sorted((SHARED / "train_natural").glob("*"))
+    stride = len(files) // (2 * count)
+    return [(f"{files[k].stem}->{files[k + stride // 2].stem}", files[k], files[k + stride // 2])
+            for k in range(0, count * stride, stride)]
 
 
 def run(variants: list[str], chosen, pixels: int, extra: dict[str, dict]) -> dict:
@@ -82,12 +91,14 @@ def main() -> None:
     parser.add_argument("--extra", default="{}", help='JSON {name: FitSettings overrides} of more variants')
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--only", default=None, help="comma-separated pair indices (0 = demo)")
+    parser.add_argument("--natural", type=int, default=0,
+                        help="instead: N pairs of ../shared/data/train_natural (a set the defaults were not chosen on)")
     parser.add_argument("--pixels", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     extra = json.loads(args.extra)
-    chosen = pairs(args.pairs)
+    chosen = natural_pairs(args.natural) if args.natural else pairs(args.pairs)
     if args.only:
         chosen = [chosen[int(i)] for i in args.only.split(",")]
     rows = run(args.variants.split(","), chosen, args.pixels, extra)
