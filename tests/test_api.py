@@ -46,7 +46,7 @@ def test_shared_map_recolors_frames_alike():
     rng = np.random.default_rng(0)
     frames = [Image(rgb=rng.random((20, 20, 3), dtype=np.float32)) for _ in range(2)]
     style = Image(rgb=rng.random((20, 20, 3), dtype=np.float32) ** 3)
-    shared, _ = fit_colour_map(frames, style, FitSettings(steps=5, warm_steps=5))
+    shared, _ = fit_colour_map(frames, style, FitSettings(steps=5))
     outputs = [recolor(frame, style, colour_map=shared) for frame in frames]
     assert all(out[1] is shared and out[2] is None for out in outputs)
     np.testing.assert_array_equal(outputs[0][0].rgb, shared.apply(frames[0].rgb))

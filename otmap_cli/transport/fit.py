@@ -10,7 +10,7 @@ colour distribution, so it costs the same for 0.3 and 50 megapixels. Three stage
    (POT ``ot.emd``) between the two histograms gives each source cell its barycentric target. For a
    C-MGN a dictionary of softplus ridges is fitted to those targets in one non-negative least-squares
    solve (``ridge.py``; a monotone gradient fitted to an optimal plan is a smoothed Brenier map);
-   ``warm_start="gradient"`` regresses the network onto them by ``warm_steps`` Adam steps instead
+   ``warm_start="gradient"`` regresses the network onto them by Adam steps instead
    (the M-MGN's only warm start). The histogram keeps all the sampled pixels at a fraction of the
    points, so the exact OT is cheap;
 3. minimising a distribution loss (``losses.py``) on fresh mini-batches, Adam with cosine decay.
@@ -249,7 +249,7 @@ def fit_monotone_map(source: np.ndarray, target: np.ndarray, settings: FitSettin
     gauss_matrix, gauss_offset = gaussian_brenier(source, target)
     matrix, offset = (np.eye(dim, dtype=np.float32), np.zeros(dim, np.float32)) if settings.init == "identity" \
         else (gauss_matrix, gauss_offset)
-    warm_steps = settings.warm_steps if settings.warm_method == "gradient" else 0
+    warm_steps = settings.gradient_warm_steps
     total = warm_steps + settings.refine_steps
     report = or_silent(progress)
 

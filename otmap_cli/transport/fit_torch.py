@@ -66,7 +66,7 @@ def fit_with_autograd(matrix: np.ndarray, offset: np.ndarray, anchors: np.ndarra
             net.init_from_affine(torch.from_numpy(matrix), torch.from_numpy(offset), torch.from_numpy(anchors))
         else:  # the ridge warm start: already at the plan, no regression steps
             net = start.to_torch().train()
-        warm_steps = settings.warm_steps if start is None else 0
+        warm_steps = settings.gradient_warm_steps
         net.to(device)
         rates = learning_rates(dict(net.named_parameters()), settings)
         optimizer = torch.optim.Adam([{"params": [p], "lr": rates[name]} for name, p in net.named_parameters()])

@@ -15,7 +15,7 @@ from otmap_cli.transport.luminance import keep_luminance
 from otmap_cli.transport.lut import apply_lut, read_cube
 from otmap_cli.transport.recolor import recolor
 
-FAST = FitSettings(steps=40, warm_steps=80, batch=1024)
+FAST = FitSettings(steps=40, batch=1024)
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:

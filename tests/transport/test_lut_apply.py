@@ -17,7 +17,7 @@ from otmap_cli.transport.lut import (apply_lut, blend_with_identity, interpolate
                                      read_cube, write_cube)
 from otmap_cli.transport.recolor import fit_colour_map
 
-TINY = FitSettings(steps=20, warm_steps=40, batch=512)
+TINY = FitSettings(steps=20, batch=512)
 CBSD68 = ROOT.parent / "shared" / "data" / "cbsd68"
 
 
@@ -143,7 +143,7 @@ def test_fit_moves_towards_a_white_point_mass_without_clipping_more_than_the_sty
     source = np.clip(rng.normal(0.45, 0.12, (200, 200, 3)), 0, 1).astype(np.float32)
     style = np.clip(rng.normal([0.25, 0.3, 0.2], 0.08, (200, 200, 3)), 0, 1).astype(np.float32)
     style[:60] = 1.0
-    colour_map, result = fit_colour_map([Image(rgb=source)], Image(rgb=style), FitSettings(steps=100, warm_steps=200))
+    colour_map, result = fit_colour_map([Image(rgb=source)], Image(rgb=style), FitSettings(steps=100))
     out = colour_map.apply(source)
     edge = ((out <= 0.5 / 255) | (out >= 1 - 0.5 / 255)).any(-1).mean()
     white = (out > 0.95).all(-1).mean()

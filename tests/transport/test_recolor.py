@@ -15,7 +15,7 @@ from otmap_cli.transport.gaussian import gaussian_brenier
 from otmap_cli.transport.lut import apply_lut, read_cube, write_cube
 from otmap_cli.transport.recolor import fit_colour_map, pixel_samples, recolor
 
-FAST = FitSettings(steps=60, warm_steps=100, batch=1024)
+FAST = FitSettings(steps=60, batch=1024)
 CBSD68 = ROOT.parent / "shared" / "data" / "cbsd68"  # issue 11's failure pair; tests using it skip without it
 
 
@@ -94,14 +94,14 @@ def test_saved_map_reloads_identically(demo_fit, tmp_path):
 
 def test_shared_map_pools_sources():
     a, b, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg"), read_image(SAMPLES / "day.jpg")
-    colour_map, _ = fit_colour_map([a, b], style, FitSettings(steps=5, warm_steps=5, batch=256))
+    colour_map, _ = fit_colour_map([a, b], style, FitSettings(steps=5, batch=256))
     assert colour_map.info["sources"] == ["day", "sunset"]
 
 
 @pytest.mark.parametrize("loss", ["sliced", "sinkhorn", "mmd", "wgan", "gaussian"])
 def test_every_loss_fits_without_falling_below_the_gaussian_map(loss):
     source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
-    settings = FitSettings(loss=loss, steps=20, warm_steps=0, batch=512)
+    settings = FitSettings(loss=loss, steps=20, batch=512)
     colour_map, result = fit_colour_map([source], style, settings, sample_pixels=5000)
     assert np.isfinite(result.metrics["sliced_w2_heldout"])
     assert result.metrics["sliced_w2_heldout"] <= result.metrics["sliced_w2_gaussian_map"] * 1.02 + 1e-9
@@ -111,7 +111,7 @@ def test_a_fit_that_diverges_to_nan_falls_back_to_the_gaussian_map():
     """An absurd learning rate makes the network's parameters non-finite; the result must still be
     the closed-form Gaussian map, flagged, and every recoloured pixel finite."""
     source, style = read_image(SAMPLES / "day.jpg"), read_image(SAMPLES / "sunset.jpg")
-    settings = FitSettings(lr=1e30, steps=10, warm_steps=10, batch=256)
+    settings = FitSettings(lr=1e30, steps=10, batch=256)
     colour_map, result = fit_colour_map([source], style, settings, sample_pixels=5000)
     assert result.fell_back
     assert all(np.isfinite(p).all() for p in result.net.state_dict().values())
@@ -172,7 +172,7 @@ def test_recolor_reports_named_phases_with_known_totals():
     assert [(name, done) for name, done, _ in _phases_in_order(calls)] == [("fitting map", 12), ("applying", 1)]
     assert [c[2] for c in calls[:13]] == [f"fitting map · step {k}/12" for k in range(13)]
     calls = []  # the ridge warm start is one solve, before step 1: only the distribution-loss steps count
-    recolor(source, style, FitSettings(steps=5, warm_steps=7, batch=64), progress=lambda *c: calls.append(c))
+    recolor(source, style, FitSettings(steps=5, batch=64), progress=lambda *c: calls.append(c))
     assert [c[2] for c in calls[:6]] == [f"fitting map · step {k}/5" for k in range(6)]
 
 

@@ -14,7 +14,7 @@ from otmap_cli.transport.fit import FitSettings
 from otmap_cli.transport.recolor import recolor
 from otmap_cli.transport.regions import feather_weights, map_region, read_mask, region_weights
 
-FAST = FitSettings(steps=60, warm_steps=100, batch=1024)
+FAST = FitSettings(steps=60, batch=1024)
 
 # two Gaussian colour clouds per image: (mean, Cholesky factor of the covariance)
 CLOUDS = {

@@ -55,9 +55,12 @@ def test_fibonacci_directions_cover_the_sphere():
     assert (probes @ unit.T).max(1).min() > 0.8  # every direction within ~37 degrees of a ridge
 
 
-def test_ridge_warm_start_needs_a_cmgn():
+def test_ridge_warm_start_needs_a_cmgn_and_takes_no_warm_steps():
     with pytest.raises(ValueError, match="C-MGN"):
         FitSettings(model="mmgn", warm_start="ridge").validate()
+    with pytest.raises(ValueError, match="warm-start gradient"):  # they would silently do nothing
+        FitSettings(warm_steps=100).validate()
+    assert FitSettings(model="mmgn").gradient_warm_steps == 600 and FitSettings().gradient_warm_steps == 0
 
 
 def test_ridge_fit_lands_on_the_closed_form_gaussian_map():
