@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override PnP-Flow's N (default: per task)")
     parser.add_argument("--weights", type=Path, default=None, help="a prior other than the shipped one")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", default="",
+                        help="comma-separated substrings: only these methods (e.g. 'dpir,classical')")
     parser.add_argument("--timing", action="store_true", help="only time the product's defaults on one 256 x 256 "
                         "crop per task (run it on an otherwise idle machine)")
     parser.add_argument("--out", type=Path, default=Path("bench_out/restore"))
@@ -194,6 +196,7 @@ def main() -> None:
         time_defaults(prior, args.out / "restore_timing.json", args.threads)
         return
     images = test_images(args.cbsd, args.set5, args.crop)
+    wanted = [part for part in args.methods.split(",") if part]
     results: dict[str, dict[str, list[dict]]] = {}
     examples: dict[str, dict[str, np.ndarray]] = {}
     for task in args.tasks.split(","):
@@ -202,6 +205,8 @@ def main() -> None:
             otmap_task, y, mask, scale = degrade_for(task, clean, seed=index)
             reference = clean[:y.shape[0] * scale, :y.shape[1] * scale]
             for method, run in methods(prior, otmap_task).items():
+                if wanted and not any(part in method for part in wanted):
+                    continue
                 start = time.time()
                 out = run(otmap_task, y, mask, scale)
                 seconds = time.time() - start

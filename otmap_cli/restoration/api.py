@@ -86,8 +86,9 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
     deg, settings, solver = options.validate(has_mask=mask is not None)
     h, w = rgb.shape[:2]
     reach = 0  # how far (in pixels of y) the operator spreads a pixel, for the tile margins
+    inpaint_passes = 0
     if task == "inpaint":
-        mask_tensor(mask, (h, w))  # checks the size
+        inpaint_passes = hqs.passes(mask_tensor(mask, (h, w)))  # also checks the size
     elif task == "deblur":
         reach = max(blur_filter(deg.blur_sigma, deg.kernel).shape[-2:]) // 2
     elif task == "superres":
@@ -101,7 +102,8 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
         prior = default_prior(device)
     y = to_tensor(grey[..., None]) if task == "colorize" else to_tensor(rgb)
     generator = torch.Generator(device).manual_seed(seed)
-    dpir_iterations = hqs.ITERATIONS if task == "inpaint" else DPIR_ITERATIONS
+    # inpainting: the passes at every resolution (the whole mask's count; a tile may need fewer)
+    dpir_iterations = inpaint_passes if task == "inpaint" else DPIR_ITERATIONS
     stages, per_step = {"pnp-flow": (settings.steps, settings.averages), "dpir": (dpir_iterations, 1),
                         "mmse": (ENSEMBLE, 1)}[solver]
     unit = "view" if solver == "mmse" else "step"

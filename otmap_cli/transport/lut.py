@@ -145,11 +145,13 @@ def map_colours(colour_fn: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, 
             part = np.ascontiguousarray(flat[start:start + chunk], dtype=np.float32)
             out[start:start + chunk] = np.clip(colour_fn(part), 0, 1)
         return out.reshape(rgb.shape)
-    if len(codes) < 1 << 22:  # sorting is cheaper than a 2^24 table below ~4 MP
+    if len(codes) < 1 << 18:  # sorting is cheaper than the 2^24 tables below ~0.3 MP (benchmarks/distinct_colours.py)
         present, slot_of_pixel = np.unique(codes, return_inverse=True)
-    else:
-        present = np.flatnonzero(np.bincount(codes, minlength=1 << 24)).astype(np.int32)
-        slot = np.zeros(1 << 24, dtype=np.int32)
+    else:  # a presence flag per 24-bit colour, then each present colour's slot (only those entries are read)
+        seen = np.zeros(1 << 24, dtype=bool)
+        seen[codes] = True
+        present = np.flatnonzero(seen).astype(np.int32)
+        slot = np.empty(1 << 24, dtype=np.int32)
         slot[present] = np.arange(len(present), dtype=np.int32)
         slot_of_pixel = None
     colours = _colours_of(present)

@@ -63,3 +63,47 @@ def test_random_holes_beat_biharmonic_with_the_shipped_prior_and_report_progress
     biharmonic = restoration.inpaint_biharmonic(y, mask == 0, channel_axis=-1)
     assert api.quality(out, clean)["psnr"] > api.quality(biharmonic, clean)["psnr"] + 0.3
     assert calls == [(n, hqs.ITERATIONS) for n in range(hqs.ITERATIONS + 1)]
+
+
+def test_only_holes_wider_than_the_prior_sees_get_half_resolution_starts():
+    """A 64-px box in 256 px (32 px from the border to its centre) gets two half-resolution starts (32 -> 16
+    -> 8 px); random holes and images too small to halve get none."""
+    box = torch.from_numpy(physics.make_mask(256, 256, box=(96, 96, 64, 64)))[None, None]
+    assert hqs.widest_hole(box) == pytest.approx(32, abs=0.5) and hqs.levels(box) == 2
+    random = torch.from_numpy(physics.make_mask(256, 256, mask_ratio=0.7, seed=0))[None, None]
+    assert hqs.widest_hole(random) < hqs.COARSE_HOLE and hqs.levels(random) == 0
+    small = torch.from_numpy(physics.make_mask(60, 60, box=(10, 10, 40, 40)))[None, None]
+    assert hqs.widest_hole(small) > hqs.COARSE_HOLE and hqs.levels(small) == 0
+    assert hqs.levels(torch.ones(1, 1, 256, 256)) == 0
+
+
+def test_half_resolution_keeps_a_coarse_pixel_with_half_its_pixels_kept_and_averages_them():
+    y = torch.arange(1, 26, dtype=torch.float32).view(1, 1, 5, 5)  # odd sides: the last row and column pool alone
+    mask = torch.ones(1, 1, 5, 5)
+    mask[..., 0, 0] = mask[..., 0, 1] = mask[..., 1, 0] = 0  # one of four kept: the coarse pixel is a hole
+    mask[..., 2, 2] = 0  # three of four kept: kept, their mean
+    mask[..., 4, 4] = 0  # the corner pools alone: a hole
+    coarse, coarse_mask = hqs.half_resolution(y, mask)
+    assert coarse_mask[0, 0].tolist() == [[0, 1, 1], [1, 1, 1], [1, 1, 0]]
+    assert coarse[0, 0, 1, 1] == pytest.approx((14 + 18 + 19) / 3)  # pixels (2, 3), (3, 2), (3, 3)
+    assert coarse[0, 0, 2, 0] == pytest.approx((21 + 22) / 2) and coarse[0, 0, 0, 0] == 0
+
+
+def test_a_wide_box_is_started_at_half_resolution_with_progress_over_every_level():
+    """With the shipped prior a 40-px box in a 64-px crop gets one half-resolution start: the progress
+    counts both resolutions' passes, the kept pixels stay, and the box is closer to the photo
+    than the normalised-convolution fill it would otherwise start from."""
+    clean = natural_crop(64)
+    mask = physics.make_mask(64, 64, box=(12, 12, 40, 40))
+    y = clean * mask[..., None]
+    calls = []
+    out = api.restore_rgb(y, "inpaint", mask=mask, noise_sigma=0.0, prior=shipped_prior(),
+                          progress=lambda n, total, phase: calls.append((n, total)))
+    passes = hqs.ITERATIONS + hqs.COARSE_FINE_ITERATIONS  # 32 x 32 first, then 64 x 64 from its result
+    assert hqs.passes(torch.from_numpy(mask)[None, None]) == passes
+    assert calls == [(n, passes) for n in range(passes + 1)]
+    np.testing.assert_allclose(out[mask > 0.5], clean[mask > 0.5], atol=2e-3)
+    fill = hqs.fill_holes(torch.from_numpy(y).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None])
+    fill = fill[0].permute(1, 2, 0).numpy()
+    hole = mask < 0.5
+    assert np.mean((out - clean)[hole] ** 2) < 0.8 * np.mean((fill - clean)[hole] ** 2)

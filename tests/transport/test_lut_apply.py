@@ -75,9 +75,10 @@ def test_tetrahedral_is_exact_on_nodes_and_for_affine_maps():
     np.testing.assert_allclose(interpolate_lut(table, grid), table.reshape(-1, 3), atol=1e-6)
 
 
-def test_eight_bit_images_are_mapped_per_distinct_colour_with_the_same_result(curved_table):
+@pytest.mark.parametrize("shape", [(300, 300), (600, 500)])  # below and above the 2^18 pixels of the sort path
+def test_eight_bit_images_are_mapped_per_distinct_colour_with_the_same_result(curved_table, shape):
     rng = np.random.default_rng(2)
-    lattice = (rng.integers(0, 256, (300, 300, 3)) / 255).astype(np.float32)  # 90 000 px, 8-bit values
+    lattice = (rng.integers(0, 256, (*shape, 3)) / 255).astype(np.float32)  # 8-bit values
     off_lattice = lattice + np.float32(0.3 / 255)
     for rgb in (lattice, np.clip(off_lattice, 0, 1)):
         expected = np.clip(interpolate_lut(curved_table, rgb.reshape(-1, 3)), 0, 1).reshape(rgb.shape)
