@@ -2,7 +2,7 @@
 
 Three ways, timed side by side in one process on one thread (best of 3), on a photo resized to each
 size: ``np.unique(..., return_inverse=True)`` (a sort), a ``np.bincount`` over all 2^24 colours, and
-a boolean presence table with an uninitialised slot table (what ``map_colours`` uses from 2^19 pixels
+a boolean presence table with an uninitialised slot table (what ``map_colours`` uses from 2^18 pixels
 on). All three must give the same colours and slots; the script checks it.
 
     python benchmarks/distinct_colours.py

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image as PILImage, ImageDraw
-from scipy import ndimage
 from skimage import restoration
 
 from otmap_cli.restoration import api, hqs
@@ -64,7 +63,7 @@ def boxes(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def widest_hole(mask: np.ndarray) -> float:
-    return float(ndimage.distance_transform_edt(mask < 0.5).max())
+    return hqs.widest_hole(torch.from_numpy(mask)[None, None])
 
 
 def one_resolution(y: np.ndarray, mask: np.ndarray, prior) -> np.ndarray:
