@@ -4,7 +4,7 @@ On centre crops of the 6 held-out train_natural images (the validation set of th
 test sets), each benchmark task (benchmarks/restore.py degradations, seed = image index) is solved by
 
 * ``paper``: Algorithm 1 of Martin et al. (ICLR 2025) as published: t_n = n/N, one gradient step,
-  no final step (``options.Settings`` with time_power 1, data_steps 1, final_step False);
+  no final step, no carried noise (``options.Settings`` with only N, alpha and K);
 * ``ours``: ``options.PNPFLOW_DEFAULTS`` (what ``otmap restore --solver pnp-flow`` runs);
 
 both with the task's alpha, N and K of ``options.PNPFLOW_DEFAULTS``, and the mean PSNR of the estimate after
@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from otmap_cli.restoration import api, pnpflow
-from otmap_cli.restoration.options import settings_for
+from otmap_cli.restoration.options import Settings, settings_for
 from otmap_cli.restoration.physics import to_array, to_tensor
 
 from restore import _physics, degrade_for, psnr
@@ -36,13 +35,13 @@ from tune_restore import add_held_out_arguments, held_out_setup
 TASKS = ("deblur", "superres", "inpaint-random", "inpaint-box")
 
 
-def baseline(task: str, y: np.ndarray, mask, physics, sigma: float, prior) -> tuple[str, np.ndarray]:
+def baseline(task: str, y: np.ndarray, mask, physics, sigma: float, prior, scale: int) -> tuple[str, np.ndarray]:
     if task.startswith("inpaint"):
         from skimage.restoration import inpaint_biharmonic
 
         return "biharmonic", inpaint_biharmonic(y, 1 - mask, channel_axis=-1)
     with torch.inference_mode():
-        return "dpir", to_array(api._dpir(to_tensor(y), physics, prior, sigma, "cpu"))
+        return "dpir", to_array(api._dpir(to_tensor(y), physics, prior, sigma, "cpu", scale))
 
 
 def main() -> None:
@@ -57,7 +56,7 @@ def main() -> None:
     for task in args.tasks.split(","):
         otmap_task = degrade_for(task, clean[0], seed=0)[0]
         ours = settings_for(otmap_task)
-        variants = {"paper": replace(ours, time_power=1.0, data_steps=1, final_step=False), "ours": ours}
+        variants = {"paper": Settings(ours.steps, ours.alpha, ours.averages), "ours": ours}
         curves = {name: np.zeros(s.steps + s.final_step) for name, s in variants.items()}
         lines = []
         pictures = []
@@ -74,7 +73,7 @@ def main() -> None:
                 curves[name] += np.array(trace) / len(clean)
                 if task == "inpaint-box" and index < 2:
                     pictures.append(to_array(out))
-            label, reference = baseline(task, y, mask, physics, deg.noise_sigma, prior)
+            label, reference = baseline(task, y, mask, physics, deg.noise_sigma, prior, scale)
             lines.append(psnr(reference, ref))
             if task == "inpaint-box" and index < 2:
                 pictures[-2:-2] = [y, reference]

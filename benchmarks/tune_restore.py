@@ -69,7 +69,8 @@ def main() -> None:
                 for index, ref in enumerate(clean):
                     otmap_task, y, mask, scale = degrade_for(task, ref, seed=index)
                     out = api.restore_rgb(y, otmap_task, mask=mask, scale=scale if scale > 1 else None, steps=n,
-                                          alpha=alpha, prior=prior, noise_sigma=resolve(otmap_task).noise_sigma)
+                                          alpha=alpha, prior=prior, noise_sigma=resolve(otmap_task).noise_sigma,
+                                          solver="pnp-flow")
                     scores.append(api.quality(out, ref[:out.shape[0], :out.shape[1]])["psnr"])
                 rows.append({"steps": n, "alpha": alpha, "psnr": round(sum(scores) / len(scores), 3)})
                 print(f"{task:15s} N={n:4d} alpha={alpha:<5} {rows[-1]['psnr']:.2f} dB", flush=True)

@@ -12,12 +12,17 @@ there: x' = 2x - 1 and, for the same linear H, y' = 2y - H(1) (the noise std dou
 iteration itself does not use it: the official code scales both its step and its data term by
 sigma^2, which cancel).
 
-Three options beyond Algorithm 1 (:class:`Settings`; all off reproduces the paper): a time
+Four options beyond Algorithm 1 (:class:`Settings`; all off reproduces the paper): a time
 schedule t_n = t_last (1 - (1 - n/(N-1))^p) that keeps the paper's end points but puts more
-iterations near t = 1; m gradient steps per iteration instead of one; and a final deterministic
+iterations near t = 1; m gradient steps per iteration instead of one; a final deterministic
 step, z = x - H^T(Hx - y) / L then x = D_t(t z) at t = 1 / (1 + sigma_y): the MMSE denoiser at the
 noise level of y instead of a re-noised draw (the noise that the data step lets back in is what is
-left to remove).
+left to remove); and the noise carried by z. The re-noising assumes z is a clean image; after a data
+step it is x1 + s n with s ~ c sigma_y (the measurement noise the step lets in, c a per-task constant),
+so z~ = t z + (1 - t) eps = t x1 + sqrt(t^2 s^2 + (1 - t)^2) eps', which is the path's point at t' with
+(1 - t') / t' = sqrt(((1 - t) / t)^2 + s^2), scaled by t / t'. The prior is asked D_t'((t' / t) z~):
+without it, the late iterations ask it to remove noise of std (1 - t) / t << s, and the iterate
+gathers the measurement noise (PSNR against iteration: docs/restore_pnpflow.md).
 
 Step size. The paper's data term assumes ||H|| <= 1 with gamma_0 = 1, i.e. the first step is a
 full Landweber step. That holds for denoising, inpainting, plain decimation and circular blur,
@@ -32,6 +37,7 @@ each step a contraction of the data term.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable
 
@@ -60,12 +66,20 @@ def times(settings: Settings) -> list[float]:
     return [last * (1 - (1 - n / span) ** settings.time_power) for n in range(settings.steps)]
 
 
+def carried_time(t: float, carried: float) -> float:
+    """The path time t' whose noise, (1 - t') / t' = sqrt(((1 - t) / t)^2 + carried^2), is that of the
+    re-noised t z + (1 - t) eps when z itself carries noise of std ``carried`` (t itself for 0 or t = 0)."""
+    if t <= 0 or carried <= 0:
+        return t
+    return 1.0 / (1.0 + math.hypot((1 - t) / t, carried))
+
+
 @torch.inference_mode()
 def solve(y: torch.Tensor, physics, prior: Denoiser, settings: Settings, *, generator: torch.Generator,
           noise_sigma: float = 0.0, observe: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Run PnP-Flow on observations ``y`` (1 x 3 x h x w, [0, 1] units); return x in [0, 1] units, unclipped.
 
-    ``noise_sigma`` (std of the noise in y) is used only by the final deterministic step;
+    ``noise_sigma`` (std of the noise in y) is used only by the final deterministic step and the carried noise;
     ``observe(n, x)`` sees the estimate (in [0, 1] units) after each iteration, for benchmarks.
     """
     shape = physics.A_adjoint(y).shape
@@ -80,14 +94,16 @@ def solve(y: torch.Tensor, physics, prior: Denoiser, settings: Settings, *, gene
             x = x - gamma / lipschitz * physics.A_adjoint(physics.A(x) - y)
         return x
 
+    carried = settings.carried_noise * 2 * noise_sigma  # in the [-1, 1] units of z
     x = torch.zeros(shape, device=y.device, dtype=y.dtype)  # any start: t_0 = 0 ignores it
     for n, t in enumerate(times(settings)):
         z = data_steps(x, (1 - n / settings.steps) ** settings.alpha, settings.data_steps)
-        t_batch = torch.full((shape[0],), t, device=y.device, dtype=y.dtype)
+        seen = carried_time(t, carried)
+        t_batch = torch.full((shape[0],), seen, device=y.device, dtype=y.dtype)
         x = torch.zeros_like(z)
         for _ in range(settings.averages):
             eps = torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
-            x += prior(t * z + (1 - t) * eps, t_batch)
+            x += prior((t * z + (1 - t) * eps) * (seen / t if t > 0 else 1.0), t_batch)
         x /= settings.averages
         if observe is not None:
             observe(n, (x + 1) / 2)

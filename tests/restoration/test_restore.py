@@ -167,12 +167,14 @@ def predicted_mse(noise: float, settings: Settings, observed: bool = True) -> fl
 
     Everything is linear: x_n = a x1 + b n' + e with independent e of variance v, y = x1 + n', n' ~ N(0, noise^2).
     m gradient steps of size gamma on 1/2 ||x - y||^2 move x by the fraction 1 - (1 - gamma)^m towards y.
+    The carried noise asks the prior at t' (:func:`pnpflow.carried_time`) for the re-noised z scaled by t' / t.
     """
     s2 = STD**2
     a = b = v = 0.0
     for n, t in enumerate(pnpflow.times(settings)):
         gamma = 1 - (1 - (1 - n / settings.steps) ** settings.alpha) ** settings.data_steps if observed else 0.0
-        c = t * s2 / (t * t * s2 + (1 - t) ** 2)
+        seen = pnpflow.carried_time(t, settings.carried_noise * noise)
+        c = seen * s2 / (seen * seen * s2 + (1 - seen) ** 2) * (seen / t if t > 0 else 1.0)  # D_t'((t'/t) .) is linear
         a, b = c * t * ((1 - gamma) * a + gamma), c * t * ((1 - gamma) * b + gamma)
         v = (c * t * (1 - gamma)) ** 2 * v + (c * (1 - t)) ** 2 / settings.averages
     if settings.final_step:  # z = y where observed (x elsewhere), then D_t(t z), t = 1 / (1 + noise), no re-noising
@@ -213,9 +215,10 @@ def test_mmse_solver_is_the_posterior_mean():
 
 
 @pytest.mark.parametrize("variant", [{"time_power": 2.0}, {"data_steps": 3}, {"final_step": True},
+                                     {"carried_noise": 0.5}, {"carried_noise": 2.0, "data_steps": 2},
                                      {"time_power": 1.5, "data_steps": 2, "final_step": True, "averages": 2}])
 def test_pnpflow_variants_match_their_closed_form(monkeypatch, variant):
-    """The time schedule, extra data steps, K draws and the final step do what the closed form says."""
+    """The time schedule, extra data steps, K draws, the final step and the carried noise do what the closed form says."""
     clean = gaussian_image(64, 0)
     sigma = 0.1
     settings = Settings(steps=40, alpha=0.5, averages=1)
@@ -224,6 +227,17 @@ def test_pnpflow_variants_match_their_closed_form(monkeypatch, variant):
     noisy, _ = physics.degrade(clean, "denoise", noise_sigma=sigma, seed=1)
     out = api.restore_rgb(noisy, "denoise", noise_sigma=sigma, prior=gaussian_prior, solver="pnp-flow")
     assert float(np.mean((out - clean) ** 2)) == pytest.approx(predicted_mse(2 * sigma, settings), rel=0.05)
+
+
+def test_carried_noise_moves_the_prior_to_an_earlier_time():
+    """z carrying noise s puts t z + (1 - t) eps at the path time t' with (1 - t')/t' = hypot((1 - t)/t, s)."""
+    assert pnpflow.carried_time(0.7, 0.0) == 0.7 and pnpflow.carried_time(0.0, 0.3) == 0.0
+    for t in (0.2, 0.9, 0.99):
+        seen = pnpflow.carried_time(t, 0.05)
+        assert seen < t
+        assert (1 - seen) / seen == pytest.approx(math.hypot((1 - t) / t, 0.05))
+    # late in the schedule the carried noise dominates: at t = 0.99 the prior is asked at ~1 / (1 + s)
+    assert pnpflow.carried_time(0.999, 0.05) == pytest.approx(1 / 1.05, abs=2e-3)
 
 
 def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():

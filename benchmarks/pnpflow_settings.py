@@ -1,0 +1,79 @@
+"""One PnP-Flow setting at a time, on the held-out crops, beside DPIR with the same prior (issue 12, item 2).
+
+Each ``--vary FIELD=V1,V2,...`` changes one field of the task's ``options.PNPFLOW_DEFAULTS`` entry (the others
+stay at their defaults) and reports the mean PSNR over the held-out train_natural crops (the prior's
+validation set; never the test sets), degraded as in benchmarks/restore.py with seed = image index, with
+the seed-0 re-noising that ``otmap restore`` uses. The grids of session 17's carried noise (first measured
+with an ad-hoc copy of the solver, ``benchmarks/results/pnpflow_carried_noise_session17.log``):
+
+    python benchmarks/pnpflow_settings.py --task deblur --vary carried_noise=0,0.3,0.4,0.5,0.6,0.7,1
+    python benchmarks/pnpflow_settings.py --task superres --vary carried_noise=0,0.25,0.5,0.75
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields, replace
+
+import numpy as np
+import torch
+
+from otmap_cli.restoration import api, pnpflow
+from otmap_cli.restoration.options import Settings, settings_for
+from otmap_cli.restoration.physics import to_array, to_tensor
+
+from restore import _physics, degrade_for, psnr
+from tune_restore import add_held_out_arguments, held_out_setup
+
+
+def variants(task: str, varied: list[str]) -> dict[str, Settings]:
+    """``{label: settings}``: the task's default, then each value of each ``FIELD=V1,V2`` on its own."""
+    default = settings_for(task)
+    kinds = {f.name: type(getattr(default, f.name)) for f in fields(Settings)}
+    out = {"default": default}
+    for item in varied:
+        name, _, values = item.partition("=")
+        if name not in kinds:
+            raise SystemExit(f"unknown setting {name!r}; one of {', '.join(kinds)}")
+        for value in values.split(","):
+            parsed = kinds[name](float(value)) if kinds[name] is not bool else value.lower() in ("1", "true")
+            out[f"{name}={value}"] = replace(default, **{name: parsed})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_held_out_arguments(parser, images=6, threads=1)
+    parser.add_argument("--task", default="deblur", choices=("deblur", "superres", "inpaint-random", "inpaint-box"))
+    parser.add_argument("--vary", action="append", default=[], help="FIELD=V1,V2,... (repeatable)")
+    args = parser.parse_args()
+    prior, held_out, clean = held_out_setup(args)
+    otmap_task = degrade_for(args.task, clean[0], seed=0)[0]
+    runs = variants(otmap_task, args.vary)
+    scores: dict[str, list[float]] = {"dpir": []}
+    for index, ref in enumerate(clean):
+        otmap_task, y, mask, scale = degrade_for(args.task, ref, seed=index)
+        ref = ref[:scale * y.shape[0], :scale * y.shape[1]]
+        physics, deg = _physics(otmap_task, y, mask, scale)
+        if otmap_task != "inpaint":
+            with torch.inference_mode():
+                scores["dpir"].append(psnr(to_array(api._dpir(to_tensor(y), physics, prior, deg.noise_sigma, "cpu",
+                                                              scale)), ref))
+        for label, settings in runs.items():
+            out = pnpflow.solve(to_tensor(y), physics, prior, settings, generator=torch.Generator().manual_seed(0),
+                                noise_sigma=deg.noise_sigma)
+            scores.setdefault(label, []).append(psnr(to_array(out), ref))
+        print(f"{held_out[index].name}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in scores.items() if v), flush=True)
+    print(f"\n{args.task}, {len(clean)} held-out crops of {args.crop} px, mean PSNR (dB), {args.threads} thread(s)\n")
+    print("| PnP-Flow setting | dB | vs default | vs DPIR |\n|---|---|---|---|")
+    best = np.mean(scores["dpir"]) if scores["dpir"] else float("nan")
+    for label, values in scores.items():
+        if label != "dpir":
+            mean = float(np.mean(values))
+            print(f"| {label} | {mean:.3f} | {mean - np.mean(scores['default']):+.3f} | {mean - best:+.3f} |")
+    if scores["dpir"]:
+        print(f"| DPIR (same prior) | {best:.3f} | | |")
+
+
+if __name__ == "__main__":
+    main()
