@@ -1,4 +1,4 @@
-"""One PnP-Flow setting at a time, on the held-out crops, beside DPIR with the same prior (issue 12, item 2).
+"""One PnP-Flow setting at a time, on the held-out crops, beside DPIR with the same prior or biharmonic (issue 12).
 
 Each ``--vary FIELD=V1,V2,...`` changes one field of the task's ``options.PNPFLOW_DEFAULTS`` entry (the others
 stay at their defaults) and reports the mean PSNR over the held-out train_natural crops (the prior's
@@ -18,10 +18,11 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from otmap_cli.restoration import api, pnpflow
+from otmap_cli.restoration import pnpflow
 from otmap_cli.restoration.options import Settings, settings_for
 from otmap_cli.restoration.physics import to_array, to_tensor
 
+from pnpflow_iterations import TASKS, baseline
 from restore import _physics, degrade_for, psnr
 from tune_restore import add_held_out_arguments, held_out_setup
 
@@ -44,36 +45,33 @@ def variants(task: str, varied: list[str]) -> dict[str, Settings]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_held_out_arguments(parser, images=6, threads=1)
-    parser.add_argument("--task", default="deblur", choices=("deblur", "superres", "inpaint-random", "inpaint-box"))
+    parser.add_argument("--task", default="deblur", choices=TASKS)
     parser.add_argument("--vary", action="append", default=[], help="FIELD=V1,V2,... (repeatable)")
     args = parser.parse_args()
     prior, held_out, clean = held_out_setup(args)
     otmap_task = degrade_for(args.task, clean[0], seed=0)[0]
     runs = variants(otmap_task, args.vary)
-    scores: dict[str, list[float]] = {"dpir": []}
+    scores: dict[str, list[float]] = {}
+    reference_scores: list[float] = []
     for index, ref in enumerate(clean):
         otmap_task, y, mask, scale = degrade_for(args.task, ref, seed=index)
         ref = ref[:scale * y.shape[0], :scale * y.shape[1]]
         physics, deg = _physics(otmap_task, y, mask, scale)
-        if otmap_task != "inpaint":
-            with torch.inference_mode():
-                scores["dpir"].append(psnr(to_array(api._dpir(to_tensor(y), physics, prior, deg.noise_sigma, "cpu",
-                                                              scale)), ref))
-        for label, settings in runs.items():
+        label, reference = baseline(args.task, y, mask, physics, deg.noise_sigma, prior, scale)
+        reference_scores.append(psnr(reference, ref))
+        for name, settings in runs.items():
             out = pnpflow.solve(to_tensor(y), physics, prior, settings, generator=torch.Generator().manual_seed(0),
                                 noise_sigma=deg.noise_sigma)
-            scores.setdefault(label, []).append(psnr(to_array(out), ref))
-        print(f"{held_out[index].name}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in scores.items() if v), flush=True)
+            scores.setdefault(name, []).append(psnr(to_array(out), ref))
+        print(f"{held_out[index].name}: {label} {reference_scores[-1]:.2f}, "
+              + ", ".join(f"{k} {v[-1]:.2f}" for k, v in scores.items()), flush=True)
+    best = float(np.mean(reference_scores))
     print(f"\n{args.task}, {len(clean)} held-out crops of {args.crop} px, mean PSNR (dB), {args.threads} thread(s)\n")
-    print("| PnP-Flow setting | dB | vs default | vs DPIR |\n|---|---|---|---|")
-    best = np.mean(scores["dpir"]) if scores["dpir"] else float("nan")
-    for label, values in scores.items():
-        if label != "dpir":
-            mean = float(np.mean(values))
-            print(f"| {label} | {mean:.3f} | {mean - np.mean(scores['default']):+.3f} | {mean - best:+.3f} |")
-    if scores["dpir"]:
-        print(f"| DPIR (same prior) | {best:.3f} | | |")
-
+    print(f"| PnP-Flow setting | dB | vs default | vs {label} |\n|---|---|---|---|")
+    for name, values in scores.items():
+        mean = float(np.mean(values))
+        print(f"| {name} | {mean:.3f} | {mean - np.mean(scores['default']):+.3f} | {mean - best:+.3f} |")
+    print(f"| {label} | {best:.3f} | | |")
 
 if __name__ == "__main__":
     main()

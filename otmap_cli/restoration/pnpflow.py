@@ -99,11 +99,12 @@ def solve(y: torch.Tensor, physics, prior: Denoiser, settings: Settings, *, gene
     for n, t in enumerate(times(settings)):
         z = data_steps(x, (1 - n / settings.steps) ** settings.alpha, settings.data_steps)
         seen = carried_time(t, carried)
+        scale = seen / t if t > 0 else 1.0  # the re-noised z as a point of the path at t'
         t_batch = torch.full((shape[0],), seen, device=y.device, dtype=y.dtype)
         x = torch.zeros_like(z)
         for _ in range(settings.averages):
             eps = torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
-            x += prior((t * z + (1 - t) * eps) * (seen / t if t > 0 else 1.0), t_batch)
+            x += prior(scale * (t * z + (1 - t) * eps), t_batch)
         x /= settings.averages
         if observe is not None:
             observe(n, (x + 1) / 2)

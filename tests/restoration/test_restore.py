@@ -236,7 +236,7 @@ def test_carried_noise_moves_the_prior_to_an_earlier_time():
         seen = pnpflow.carried_time(t, 0.05)
         assert seen < t
         assert (1 - seen) / seen == pytest.approx(math.hypot((1 - t) / t, 0.05))
-    # late in the schedule the carried noise dominates: at t = 0.99 the prior is asked at ~1 / (1 + s)
+    # late in the schedule the carried noise dominates: near t = 1 the prior is asked at ~1 / (1 + s)
     assert pnpflow.carried_time(0.999, 0.05) == pytest.approx(1 / 1.05, abs=2e-3)
 
 
