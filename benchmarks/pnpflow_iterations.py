@@ -29,7 +29,7 @@ from otmap_cli.restoration import api, pnpflow
 from otmap_cli.restoration.options import Settings, settings_for
 from otmap_cli.restoration.physics import to_array, to_tensor
 
-from restore import _physics, degrade_for, psnr
+from restore import _physics, degrade_for, first_guess, psnr
 from tune_restore import add_held_out_arguments, held_out_setup
 
 TASKS = ("deblur", "superres", "inpaint-random", "inpaint-box")
@@ -56,7 +56,8 @@ def main() -> None:
     for task in args.tasks.split(","):
         otmap_task = degrade_for(task, clean[0], seed=0)[0]
         ours = settings_for(otmap_task)
-        variants = {"paper": Settings(ours.steps, ours.alpha, ours.averages), "ours": ours}
+        # the paper's iteration with the same number of prior passes as ours (N K = 100)
+        variants = {"paper": Settings(ours.steps * ours.averages, ours.alpha, 1), "ours": ours}
         curves = {name: np.zeros(s.steps + s.final_step) for name, s in variants.items()}
         lines = []
         pictures = []
@@ -67,7 +68,8 @@ def main() -> None:
             for name, settings in variants.items():
                 trace = []
                 out = pnpflow.solve(to_tensor(y), physics, prior, settings, generator=torch.Generator().manual_seed(0),
-                                    noise_sigma=deg.noise_sigma, observe=lambda n, x: trace.append(psnr(to_array(x), ref)))
+                                    noise_sigma=deg.noise_sigma, start=first_guess(y, mask),
+                                    observe=lambda n, x: trace.append(psnr(to_array(x), ref)))
                 if settings.final_step:
                     trace.append(psnr(to_array(out), ref))
                 curves[name] += np.array(trace) / len(clean)

@@ -23,7 +23,7 @@ from otmap_cli.restoration.options import Settings, settings_for
 from otmap_cli.restoration.physics import to_array, to_tensor
 
 from pnpflow_iterations import TASKS, baseline
-from restore import _physics, degrade_for, psnr
+from restore import _physics, degrade_for, first_guess, psnr
 from tune_restore import add_held_out_arguments, held_out_setup
 
 
@@ -61,7 +61,7 @@ def main() -> None:
         reference_scores.append(psnr(reference, ref))
         for name, settings in runs.items():
             out = pnpflow.solve(to_tensor(y), physics, prior, settings, generator=torch.Generator().manual_seed(0),
-                                noise_sigma=deg.noise_sigma)
+                                noise_sigma=deg.noise_sigma, start=first_guess(y, mask))
             scores.setdefault(name, []).append(psnr(to_array(out), ref))
         print(f"{held_out[index].name}: {label} {reference_scores[-1]:.2f}, "
               + ", ".join(f"{k} {v[-1]:.2f}" for k, v in scores.items()), flush=True)

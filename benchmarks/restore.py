@@ -41,7 +41,8 @@ import torch
 from otmap_cli.io import read_image
 from otmap_cli.restoration import api
 from otmap_cli.restoration import options as restore_options
-from otmap_cli.restoration.physics import blur_filter, degrade, make_physics, resolve, to_array, to_tensor
+from otmap_cli.restoration.physics import (blur_filter, degrade, make_physics, mask_tensor, resolve, to_array,
+                                           to_tensor)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKS = {  # name -> (otmap task, degrade options)
@@ -97,6 +98,11 @@ def mmse(prior):
     def run(task, y, mask, scale):
         return api.restore_rgb(y, task, prior=prior, solver="mmse", noise_sigma=resolve(task).noise_sigma)
     return run
+
+
+def first_guess(y: np.ndarray, mask: np.ndarray | None):
+    """PnP-Flow's start for ``y`` as ``otmap restore`` takes it (the holes' fill for inpainting, else None)."""
+    return api.first_guess(to_tensor(y), None if mask is None else mask_tensor(mask, y.shape[:2]))
 
 
 def _physics(task, y, mask, scale):

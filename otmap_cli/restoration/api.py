@@ -122,14 +122,15 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
         counted = _Counting(prior, tick)
         if solver == "mmse":  # one denoising; no forward model, so no deepinv import
             return AsDeepinvDenoiser(counted, ensemble=ENSEMBLE)(tile, deg.noise_sigma)
+        holes = mask_tensor(mask[r0:r1, c0:c1], (r1 - r0, c1 - c0), device) if task == "inpaint" else None
         if solver == "dpir" and task == "inpaint":  # the data step in closed form: no physics needed
-            holes = mask_tensor(mask[r0:r1, c0:c1], (r1 - r0, c1 - c0), device)
             return hqs.inpaint(tile, holes, counted, deg.noise_sigma)
         physics = make_physics(task, (deg.scale * (r1 - r0), deg.scale * (c1 - c0)), deg.noise_sigma,
                                deg.blur_sigma, deg.kernel, deg.scale,
                                None if mask is None else mask[r0:r1, c0:c1], device)
         if solver == "pnp-flow":
-            return pnpflow.solve(tile, physics, counted, settings, generator=generator, noise_sigma=deg.noise_sigma)
+            return pnpflow.solve(tile, physics, counted, settings, generator=generator, noise_sigma=deg.noise_sigma,
+                                 start=first_guess(tile, holes))
         return _dpir(tile, physics, counted, deg.noise_sigma, device, deg.scale)
 
     with torch.inference_mode():
@@ -141,6 +142,13 @@ def restore_rgb(rgb: np.ndarray, task: str, *, noise_sigma: float | None = None,
     if is_grey(rgb):
         out[:] = out.mean(axis=2, keepdims=True)  # grey in, grey out
     return out
+
+
+def first_guess(y: torch.Tensor, holes: torch.Tensor | None) -> torch.Tensor | None:
+    """PnP-Flow's start where its settings begin at t_0 > 0 (inpainting): the normalised-convolution fill of
+    the holes (:func:`hqs.fill_holes`), taken in [-1, 1] so that a tile without a kept pixel starts grey, not
+    black; None without a mask."""
+    return None if holes is None else (hqs.fill_holes(2 * y - 1, holes) + 1) / 2
 
 
 def keep_luma(rgb: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -55,6 +55,8 @@ class Settings:
     data_steps: int = 1  # gradient steps on the data term per iteration; 1 = the paper
     final_step: bool = False  # a last data step and a noise-free MMSE denoising at the noise level of y
     carried_noise: float = 0.0  # c: the data step leaves noise of std c * sigma_y in z; the prior's t counts it
+    start_time: float = 0.0  # t_0: start on the path at t_0 from a first guess (0 = the paper: from pure noise)
+    views: int = 1  # iteration n asks the prior in view n mod views of the 8 flips and quarter turns
 
 
 # N = 100 and alpha near the paper's (CelebA column of its appendix table), tuned for our prior on
@@ -63,16 +65,19 @@ class Settings:
 # the time schedule p = 2, which spends the iterations where our small prior is accurate (deblur,
 # inpainting); two data steps per iteration (deblur; four over-fit the noise); the final step
 # (deblur, super-resolution, inpainting); the noise that z carries after the data step, counted in the
-# prior's time (deblur c = 0.4, super-resolution 0.5; session 17). Super-resolution lost 0.16 dB with p = 2
-# and two data steps but gained 0.19 dB from the final step alone. Denoising keeps the paper's iteration: with
-# H = I the final step alone is the mmse solver. Colourisation: alpha chosen on 3 CBSD68 crops; the final
-# step is kept from the other tasks, not measured without (docs/restore_pnpflow.md, section 4).
+# prior's time (deblur c = 0.4, super-resolution 0.5; session 17); the prior asked in the next of the 8 flips
+# and quarter turns each iteration (deblur, super-resolution, inpainting; session 18); for inpainting, a start
+# at t_0 = 0.7 from the holes' fill and two draws in each of 50 iterations instead of one in 100 (session 18).
+# Super-resolution lost 0.16 dB with p = 2 and two data steps but gained 0.19 dB from the final step alone.
+# Denoising keeps the paper's iteration: with H = I the final step alone is the mmse solver. Colourisation:
+# alpha chosen on 3 CBSD68 crops; the final step is kept from the other tasks, not measured without
+# (docs/restore_pnpflow.md, section 4).
 PNPFLOW_DEFAULTS: dict[str, Settings] = {
     "denoise": Settings(steps=100, alpha=0.8, averages=1),
     "deblur": Settings(steps=100, alpha=0.01, averages=1, time_power=2.0, data_steps=2, final_step=True,
-                       carried_noise=0.4),
-    "superres": Settings(steps=100, alpha=0.3, averages=1, final_step=True, carried_noise=0.5),
-    "inpaint": Settings(steps=100, alpha=0.1, averages=1, time_power=2.0, final_step=True),
+                       carried_noise=0.4, views=8),
+    "superres": Settings(steps=100, alpha=0.3, averages=1, final_step=True, carried_noise=0.5, views=8),
+    "inpaint": Settings(steps=50, alpha=0.1, averages=2, time_power=2.0, final_step=True, start_time=0.7, views=8),
     "colorize": Settings(steps=100, alpha=0.1, averages=1, final_step=True),
 }
 

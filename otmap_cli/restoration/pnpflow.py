@@ -12,12 +12,16 @@ there: x' = 2x - 1 and, for the same linear H, y' = 2y - H(1) (the noise std dou
 iteration itself does not use it: the official code scales both its step and its data term by
 sigma^2, which cancel).
 
-Four options beyond Algorithm 1 (:class:`Settings`; all off reproduces the paper): a time
-schedule t_n = t_last (1 - (1 - n/(N-1))^p) that keeps the paper's end points but puts more
+Six options beyond Algorithm 1 (:class:`Settings`; all off reproduces the paper): a time
+schedule t_n = t_0 + (t_last - t_0)(1 - (1 - n/(N-1))^p) that keeps the paper's end points but puts more
 iterations near t = 1; m gradient steps per iteration instead of one; a final deterministic
 step, z = x - H^T(Hx - y) / L then x = D_t(t z) at t = 1 / (1 + sigma_y): the MMSE denoiser at the
 noise level of y instead of a re-noised draw (the noise that the data step lets back in is what is
-left to remove); and the noise carried by z. The re-noising assumes z is a clean image; after a data
+left to remove); the noise carried by z; a start at t_0 > 0 from a first guess (the hole fill, for
+inpainting) instead of pure noise, so that no iteration is spent where the small prior sees only noise; and
+iteration n asking the prior in the n-th of the 8 flips and quarter turns of the image, which averages the
+prior's errors over the iterations for free (as :mod:`~otmap_cli.restoration.hqs` does). The carried noise:
+the re-noising assumes z is a clean image; after a data
 step it is x1 + s n with s ~ c sigma_y (the measurement noise the step lets in, c a per-task constant),
 so z~ = t z + (1 - t) eps = t x1 + sqrt(t^2 s^2 + (1 - t)^2) eps', which is the path's point at t' with
 (1 - t') / t' = sqrt(((1 - t) / t)^2 + s^2), scaled by t / t'. The prior is asked D_t'((t' / t) z~):
@@ -44,6 +48,7 @@ from typing import Callable
 import torch
 
 from otmap_cli.restoration.options import Settings
+from otmap_cli.restoration.prior import VIEWS, from_view, to_view
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """D(x_t, t) = E[x1 | x_t] for images in [-1, 1] and times t of shape (batch,), e.g. a FlowPrior."""
@@ -59,11 +64,13 @@ def squared_norm(physics, x: torch.Tensor) -> float:
 
 
 def times(settings: Settings) -> list[float]:
-    """t_n = t_last (1 - (1 - n / (N - 1))^p), t_last = (N - 1) / N: p = 1 is the paper's t_n = n / N;
-    p > 1 keeps the same ends and spends more of the N iterations near t = 1, where the prior is accurate."""
+    """t_n = t_0 + (t_last - t_0)(1 - (1 - n / (N - 1))^p), t_last = (N - 1) / N: t_0 = 0 and p = 1 is the
+    paper's t_n = n / N; p > 1 keeps the same ends and spends more of the N iterations near t = 1, where the
+    prior is accurate."""
     last = (settings.steps - 1) / settings.steps
     span = max(settings.steps - 1, 1)
-    return [last * (1 - (1 - n / span) ** settings.time_power) for n in range(settings.steps)]
+    first = settings.start_time
+    return [first + (last - first) * (1 - (1 - n / span) ** settings.time_power) for n in range(settings.steps)]
 
 
 def carried_time(t: float, carried: float) -> float:
@@ -76,10 +83,12 @@ def carried_time(t: float, carried: float) -> float:
 
 @torch.inference_mode()
 def solve(y: torch.Tensor, physics, prior: Denoiser, settings: Settings, *, generator: torch.Generator,
-          noise_sigma: float = 0.0, observe: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+          noise_sigma: float = 0.0, start: torch.Tensor | None = None,
+          observe: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Run PnP-Flow on observations ``y`` (1 x 3 x h x w, [0, 1] units); return x in [0, 1] units, unclipped.
 
     ``noise_sigma`` (std of the noise in y) is used only by the final deterministic step and the carried noise;
+    ``start`` (the shape of x, [0, 1] units) is the first guess that ``settings.start_time`` > 0 starts from;
     ``observe(n, x)`` sees the estimate (in [0, 1] units) after each iteration, for benchmarks.
     """
     shape = physics.A_adjoint(y).shape
@@ -95,16 +104,21 @@ def solve(y: torch.Tensor, physics, prior: Denoiser, settings: Settings, *, gene
         return x
 
     carried = settings.carried_noise * 2 * noise_sigma  # in the [-1, 1] units of z
-    x = torch.zeros(shape, device=y.device, dtype=y.dtype)  # any start: t_0 = 0 ignores it
+    if settings.start_time > 0 and start is None:
+        raise ValueError("a start time t_0 > 0 needs a first guess (start)")
+    # the paper's t_0 = 0 ignores the start: its first re-noising is pure noise
+    x = 2 * start - 1 if settings.start_time > 0 else torch.zeros(shape, device=y.device, dtype=y.dtype)
+    views = VIEWS[settings.views]
     for n, t in enumerate(times(settings)):
         z = data_steps(x, (1 - n / settings.steps) ** settings.alpha, settings.data_steps)
         seen = carried_time(t, carried)
         scale = seen / t if t > 0 else 1.0  # the re-noised z as a point of the path at t'
         t_batch = torch.full((shape[0],), seen, device=y.device, dtype=y.dtype)
         x = torch.zeros_like(z)
+        view = views[n % len(views)]
         for _ in range(settings.averages):
             eps = torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
-            x += prior(scale * (t * z + (1 - t) * eps), t_batch)
+            x += from_view(prior(to_view(scale * (t * z + (1 - t) * eps), view), t_batch), view)
         x /= settings.averages
         if observe is not None:
             observe(n, (x + 1) / 2)

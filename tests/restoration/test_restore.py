@@ -162,15 +162,17 @@ def gaussian_prior(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return MEAN + t * STD**2 / (t**2 * STD**2 + (1 - t) ** 2) * (x - t * MEAN)
 
 
-def predicted_mse(noise: float, settings: Settings, observed: bool = True) -> float:
+def predicted_mse(noise: float, settings: Settings, observed: bool = True,
+                  start: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> float:
     """Expected per-pixel squared error of PnP-Flow with :func:`gaussian_prior` (H = I or H = 0), in [0, 1] units.
 
-    Everything is linear: x_n = a x1 + b n' + e with independent e of variance v, y = x1 + n', n' ~ N(0, noise^2).
+    Everything is linear: x_n = a x1 + b n' + e with independent e of variance v, y = x1 + n', n' ~ N(0, noise^2)
+    (deviations from MEAN); ``start`` = (a, b, v) of the first guess, used when settings.start_time > 0.
     m gradient steps of size gamma on 1/2 ||x - y||^2 move x by the fraction 1 - (1 - gamma)^m towards y.
     The carried noise asks the prior at t' (:func:`pnpflow.carried_time`) for the re-noised z scaled by t' / t.
     """
     s2 = STD**2
-    a = b = v = 0.0
+    a, b, v = start if settings.start_time > 0 else (0.0, 0.0, 0.0)
     for n, t in enumerate(pnpflow.times(settings)):
         gamma = 1 - (1 - (1 - n / settings.steps) ** settings.alpha) ** settings.data_steps if observed else 0.0
         seen = pnpflow.carried_time(t, settings.carried_noise * noise)
@@ -241,16 +243,49 @@ def test_carried_noise_moves_the_prior_to_an_earlier_time():
 
 
 def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
+    """The default inpainting iteration (a start at t_0 from the holes' fill) matches its closed form."""
     clean = gaussian_image(64, 2)
     y, mask = physics.degrade(clean, "inpaint", noise_sigma=0.0, mask_ratio=0.5, seed=4)
     out = api.restore_rgb(y, "inpaint", mask=mask, noise_sigma=0.0, alpha=0.01, prior=gaussian_prior,
                           solver="pnp-flow")
+    settings = settings_for("inpaint", alpha=0.01)
+    assert settings.start_time > 0
     kept, missing = mask > 0, mask == 0
+    # the fill of a hole averages other (independent) pixels: error of variance `spread` around MEAN
+    fill = 2 * api.first_guess(torch.from_numpy(y).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None]) - 1
+    spread = float(((fill[0].permute(1, 2, 0).numpy() - MEAN)[missing] ** 2).mean())
     err = (out - clean) ** 2
-    settings = settings_for("inpaint", 100, 0.01)
-    assert float(err[kept].mean()) == pytest.approx(predicted_mse(0.0, settings), rel=0.1, abs=1e-6)
-    assert float(err[missing].mean()) == pytest.approx(predicted_mse(0.0, settings, observed=False), rel=0.1)
+    assert float(err[kept].mean()) == pytest.approx(predicted_mse(0.0, settings, start=(1.0, 1.0, 0.0)),
+                                                    rel=0.1, abs=1e-6)
+    assert float(err[missing].mean()) == pytest.approx(
+        predicted_mse(0.0, settings, observed=False, start=(0.0, 0.0, spread)), rel=0.1)
     assert abs(float(out[missing].mean()) - 0.5) < 0.01  # filled with the prior mean on average
+
+
+def test_pnpflow_start_time_needs_a_first_guess():
+    y = torch.full((1, 3, 8, 8), 0.5)
+    with pytest.raises(ValueError, match="first guess"):
+        pnpflow.solve(y, physics.make_physics("denoise", (8, 8), 0.1), gaussian_prior,
+                      Settings(steps=3, alpha=1.0, averages=1, start_time=0.5), generator=torch.Generator())
+
+
+def test_pnpflow_views_cycle_through_the_flips_and_quarter_turns():
+    """Iteration n asks the prior in view n mod 8: a non-square image reaches it turned on the odd quarter turns;
+    a prior that acts per pixel (equivariant to every view) gives exactly the output without views."""
+    noisy = torch.rand(1, 3, 8, 12, generator=torch.Generator().manual_seed(0))
+    op = physics.make_physics("denoise", (8, 12), 0.1)
+    shapes = []
+
+    def recording(x, t):
+        shapes.append(tuple(x.shape[-2:]))
+        return gaussian_prior(x, t)
+
+    settings = Settings(steps=16, alpha=0.5, averages=1, views=8)
+    with_views = pnpflow.solve(noisy, op, recording, settings, generator=torch.Generator().manual_seed(1))
+    assert shapes == 2 * ([(8, 12)] * 4 + [(12, 8)] * 4)
+    without = pnpflow.solve(noisy, op, gaussian_prior, replace(settings, views=1),
+                            generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(with_views, without)
 
 
 def test_progress_and_seed():
