@@ -8,6 +8,14 @@ with an ad-hoc copy of the solver, ``benchmarks/results/pnpflow_carried_noise_se
 
     python benchmarks/pnpflow_settings.py --task deblur --vary carried_noise=0,0.3,0.4,0.5,0.6,0.7,1
     python benchmarks/pnpflow_settings.py --task superres --vary carried_noise=0,0.25,0.5,0.75
+
+Session 18's inpainting grid (first run with an ad-hoc driver of the same solver,
+``benchmarks/results/pnpflow_inpaint_start_views_session18.log``), e.g. the former default and views 8 alone,
+then the start times around the new default:
+
+    python benchmarks/pnpflow_settings.py --task inpaint-random --vary views=8 \
+        --base views=1 --base averages=1 --base steps=100 --base start_time=0
+    python benchmarks/pnpflow_settings.py --task inpaint-box --vary start_time=0.6,0.8
 """
 
 from __future__ import annotations
@@ -27,18 +35,27 @@ from restore import _physics, degrade_for, first_guess, psnr
 from tune_restore import add_held_out_arguments, held_out_setup
 
 
-def variants(task: str, varied: list[str]) -> dict[str, Settings]:
-    """``{label: settings}``: the task's default, then each value of each ``FIELD=V1,V2`` on its own."""
+def variants(task: str, varied: list[str], base: list[str] = ()) -> dict[str, Settings]:
+    """``{label: settings}``: the task's default changed by every ``FIELD=V`` of ``base``, then each value of
+    each ``FIELD=V1,V2`` of ``varied`` on its own."""
     default = settings_for(task)
     kinds = {f.name: type(getattr(default, f.name)) for f in fields(Settings)}
-    out = {"default": default}
-    for item in varied:
+
+    def parse(item: str) -> tuple[str, list]:
         name, _, values = item.partition("=")
         if name not in kinds:
             raise SystemExit(f"unknown setting {name!r}; one of {', '.join(kinds)}")
-        for value in values.split(","):
-            parsed = kinds[name](float(value)) if kinds[name] is not bool else value.lower() in ("1", "true")
-            out[f"{name}={value}"] = replace(default, **{name: parsed})
+        kind = kinds[name]
+        return name, [kind(float(v)) if kind is not bool else v.lower() in ("1", "true") for v in values.split(",")]
+
+    for item in base:
+        name, values = parse(item)
+        default = replace(default, **{name: values[0]})
+    out = {"default": default}
+    for item in varied:
+        name, values = parse(item)
+        for text, value in zip(item.partition("=")[2].split(","), values):
+            out[f"{name}={text}"] = replace(default, **{name: value})
     return out
 
 
@@ -47,10 +64,12 @@ def main() -> None:
     add_held_out_arguments(parser, images=6, threads=1)
     parser.add_argument("--task", default="deblur", choices=TASKS)
     parser.add_argument("--vary", action="append", default=[], help="FIELD=V1,V2,... (repeatable)")
+    parser.add_argument("--base", action="append", default=[],
+                        help="FIELD=V: change the default before varying (repeatable)")
     args = parser.parse_args()
     prior, held_out, clean = held_out_setup(args)
     otmap_task = degrade_for(args.task, clean[0], seed=0)[0]
-    runs = variants(otmap_task, args.vary)
+    runs = variants(otmap_task, args.vary, args.base)
     scores: dict[str, list[float]] = {}
     reference_scores: list[float] = []
     for index, ref in enumerate(clean):
