@@ -20,8 +20,9 @@ noise level of y instead of a re-noised draw (the noise that the data step lets 
 left to remove); the noise carried by z; a start at t_0 > 0 from a first guess (the hole fill, for
 inpainting) instead of pure noise, so that no iteration is spent where the small prior sees only noise; and
 iteration n asking the prior in the n-th of the 8 flips and quarter turns of the image, which averages the
-prior's errors over the iterations for free (as :mod:`~otmap_cli.restoration.hqs` does). The carried noise:
-the re-noising assumes z is a clean image; after a data
+prior's errors over the iterations for free (as :mod:`~otmap_cli.restoration.hqs` does).
+
+The carried noise: the re-noising assumes z is a clean image; after a data
 step it is x1 + s n with s ~ c sigma_y (the measurement noise the step lets in, c a per-task constant),
 so z~ = t z + (1 - t) eps = t x1 + sqrt(t^2 s^2 + (1 - t)^2) eps', which is the path's point at t' with
 (1 - t') / t' = sqrt(((1 - t) / t)^2 + s^2), scaled by t / t'. The prior is asked D_t'((t' / t) z~):

@@ -269,6 +269,21 @@ def test_pnpflow_start_time_needs_a_first_guess():
                       Settings(steps=3, alpha=1.0, averages=1, start_time=0.5), generator=torch.Generator())
 
 
+def test_pnpflow_starts_from_the_first_guess():
+    """With t_0 > 0 the holes keep the start's value on average under a prior that only rescales, D(x_t) = x_t / t
+    (the re-noising adds zero-mean noise and no data step reaches a hole); the kept pixels take the data."""
+    mask = (torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    y = torch.full((1, 3, 32, 32), 0.2) * mask
+    start = torch.where(mask > 0, y, torch.full_like(y, 0.8))
+    op = physics.make_physics("inpaint", (32, 32), 0.0, mask=mask[0, 0].numpy())
+    settings = Settings(steps=10, alpha=1.0, averages=1, start_time=0.5)
+    out = pnpflow.solve(y, op, lambda x, t: x / t.view(-1, 1, 1, 1), settings,
+                        generator=torch.Generator().manual_seed(1), start=start)
+    holes, kept = (mask < 0.5).expand_as(out), (mask > 0.5).expand_as(out)
+    assert float(out[holes].mean()) == pytest.approx(0.8, abs=0.1)
+    assert float(out[kept].mean()) == pytest.approx(0.2, abs=0.1)
+
+
 def test_pnpflow_views_cycle_through_the_flips_and_quarter_turns():
     """Iteration n asks the prior in view n mod 8: a non-square image reaches it turned on the odd quarter turns;
     a prior that acts per pixel (equivariant to every view) gives exactly the output without views."""
