@@ -1,8 +1,8 @@
 """One PnP-Flow setting at a time, on the held-out crops, beside DPIR with the same prior or biharmonic (issue 12).
 
 Each ``--vary FIELD=V1,V2,...`` changes one field of the task's ``options.PNPFLOW_DEFAULTS`` entry (the others
-stay at their defaults) and reports the mean PSNR over the held-out train_natural crops (the prior's
-validation set; never the test sets), degraded as in benchmarks/restore.py with seed = image index, with
+stay at their defaults, or at the ``--base FIELD=V`` values) and reports the mean PSNR over the held-out
+train_natural crops (the prior's validation set; never the test sets), degraded as in benchmarks/restore.py with seed = image index, with
 the seed-0 re-noising that ``otmap restore`` uses. The grids of session 17's carried noise (first measured
 with an ad-hoc copy of the solver, ``benchmarks/results/pnpflow_carried_noise_session17.log``):
 
@@ -41,20 +41,22 @@ def variants(task: str, varied: list[str], base: list[str] = ()) -> dict[str, Se
     default = settings_for(task)
     kinds = {f.name: type(getattr(default, f.name)) for f in fields(Settings)}
 
-    def parse(item: str) -> tuple[str, list]:
+    def parse(item: str) -> tuple[str, list[tuple[str, object]]]:
+        """``FIELD=V1,V2`` as (FIELD, [(text, value), ...])."""
         name, _, values = item.partition("=")
         if name not in kinds:
             raise SystemExit(f"unknown setting {name!r}; one of {', '.join(kinds)}")
         kind = kinds[name]
-        return name, [kind(float(v)) if kind is not bool else v.lower() in ("1", "true") for v in values.split(",")]
+        return name, [(v, kind(float(v)) if kind is not bool else v.lower() in ("1", "true"))
+                      for v in values.split(",")]
 
     for item in base:
-        name, values = parse(item)
-        default = replace(default, **{name: values[0]})
+        name, [(_, value), *_] = parse(item)
+        default = replace(default, **{name: value})
     out = {"default": default}
     for item in varied:
         name, values = parse(item)
-        for text, value in zip(item.partition("=")[2].split(","), values):
+        for text, value in values:
             out[f"{name}={text}"] = replace(default, **{name: value})
     return out
 
@@ -91,6 +93,7 @@ def main() -> None:
         mean = float(np.mean(values))
         print(f"| {name} | {mean:.3f} | {mean - np.mean(scores['default']):+.3f} | {mean - best:+.3f} |")
     print(f"| {label} | {best:.3f} | | |")
+
 
 if __name__ == "__main__":
     main()

@@ -252,8 +252,8 @@ def test_pnpflow_inpainting_keeps_white_pixels_and_fills_black_ones():
     assert settings.start_time > 0
     kept, missing = mask > 0, mask == 0
     # the fill of a hole averages other (independent) pixels: error of variance `spread` around MEAN
-    fill = 2 * api.first_guess(torch.from_numpy(y).permute(2, 0, 1)[None], torch.from_numpy(mask)[None, None]) - 1
-    spread = float(((fill[0].permute(1, 2, 0).numpy() - MEAN)[missing] ** 2).mean())
+    fill = 2 * physics.to_array(api.first_guess(physics.to_tensor(y), physics.mask_tensor(mask, mask.shape))) - 1
+    spread = float(((fill - MEAN)[missing] ** 2).mean())
     err = (out - clean) ** 2
     assert float(err[kept].mean()) == pytest.approx(predicted_mse(0.0, settings, start=(1.0, 1.0, 0.0)),
                                                     rel=0.1, abs=1e-6)
