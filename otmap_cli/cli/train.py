@@ -56,7 +56,8 @@ class BrenierTuning:
                                        "(default 16); phi can bend down in at most this many directions per point.")
     noise_scale: Optional[float] = typer.Option(None, "--noise-scale", min=1e-3, max=1e3, help="How much a "
                                                 "pixel's own noise moves its gate in the decoder potential "
-                                                "(default 1); smaller draws crisper stroke edges.")
+                                                "(default 1); smaller draws crisper stroke edges. --init or --resume "
+                                                "may change it (the weights keep their meaning).")
     affine: Optional[AffineInput] = typer.Option(None, "--affine", help="What the quadratic part 1/2|Vx|^2 of "
                                                  "phi reads: 'full' (all 784 noise pixels; default) or 'code' "
                                                  "(the decoder's principal components only, so that no pixel "
@@ -113,6 +114,10 @@ def flow(
     schedule_steps: int = typer.Option(60_000, "--schedule-steps", help="Steps over which the cosine decays "
                                        "(match it to the steps your budget allows)."),
     channels: str = typer.Option("64,128,256", "--channels", help="U-Net widths per level."),
+    batch_pixels: Optional[int] = typer.Option(None, "--batch-pixels", min=128 * 128, help="Pixels per batch, "
+                                               "filled with patches of 64, 96 or 128 px (default 131 072, 32 "
+                                               "patches of 64 px; a GPU takes several times that at little cost "
+                                               "per step)."),
     checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes"),
     *, run: Run,
 ):
@@ -129,7 +134,8 @@ def flow(
     from otmap_cli.restoration.train import FlowTrainConfig, train_flow
 
     cfg = FlowTrainConfig(data=data, run_dir=run_dir, out=out, lr=lr, schedule_steps=schedule_steps, channels=widths,
-                          checkpoint_minutes=checkpoint_minutes, **run.controls())
+                          checkpoint_minutes=checkpoint_minutes, **run.controls(),
+                          **({"pixels_per_batch": batch_pixels} if batch_pixels else {}))
     train_flow(cfg, log=say)
 
 

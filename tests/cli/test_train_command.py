@@ -22,7 +22,8 @@ def test_train_command_builds_the_potential_it_is_asked_for(mnist_dir, tmp_path)
 
 
 def test_train_flow_command_starts_resumes_and_exports(tmp_path):
-    """The options of the background training (--init, --resume, --lr, --schedule-steps) as the CLI parses them."""
+    """The options of the background training (--init, --resume, --lr, --schedule-steps, --batch-pixels) as the
+    CLI parses them."""
     import numpy as np
     from PIL import Image as PILImage
 
@@ -36,13 +37,15 @@ def test_train_flow_command_starts_resumes_and_exports(tmp_path):
     out, run = tmp_path / "prior.safetensors", tmp_path / "run"
     common = ["train", "flow", "--data", str(data), "--run-dir", str(run), "--channels", "8,16", "--lr", "2e-4",
               "--schedule-steps", "10"]
-    first = invoke(*common, "--out", str(out), "--max-steps", "2")
+    first = invoke(*common, "--out", str(out), "--max-steps", "2", "--batch-pixels", str(2 * 128 * 128))
     assert first.exit_code == 0, first.output
     again = invoke(*common, "--out", str(tmp_path / "again.safetensors"), "--init", str(out), "--resume",
                    "--max-steps", "3")
     assert again.exit_code == 0, again.output
     assert "resumed from" in again.stderr and "at step 2" in again.stderr
     assert load_prior(out).config["channels"] == [8, 16]
+    small = invoke(*common, "--out", str(tmp_path / "small.safetensors"), "--batch-pixels", "100")
+    assert small.exit_code == 2 and "--batch-pixels" in small.stderr
 
 
 def test_train_classifier_command_refuses_to_replace_weights_and_resumes(mnist_dir, tmp_path):
