@@ -191,9 +191,13 @@ class BrenierTrainer(Trainer):
         return tensors, meta
 
     def load_state(self, tensors: dict, meta: dict) -> None:
-        if meta.get("config") != self.generator.config:
+        saved, asked = dict(meta.get("config") or {}), self.generator.config
+        saved_scale, asked_scale = saved.pop("noise_scale", 1.0), asked.get("noise_scale", 1.0)
+        if saved != {k: v for k, v in asked.items() if k != "noise_scale"}:
             raise InputError(f"{self.checkpoint_path}: checkpoint of another model {str(meta.get('config'))[:200]} "
-                             f"(asked {self.generator.config})")
+                             f"(asked {asked})")
+        if saved_scale != asked_scale:  # as a warm start may (_rescale_noise), with the game's state kept
+            self.log(f"noise scale {saved_scale:g} -> {asked_scale:g}")
         for name, module in self.modules().items():
             load_module_tensors(name, module, tensors)
         load_optimizer_tensors("opt_g", self.opt_g, tensors)

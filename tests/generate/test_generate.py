@@ -420,7 +420,7 @@ def test_discriminator_warmup_leaves_the_generator_untouched(mnist_dir, tmp_path
     assert any(not torch.equal(v, start[k]) for k, v in trainer.generator.state_dict().items())
 
 
-def test_warm_start_may_sharpen_the_decoder_potential(mnist_dir, tmp_path):
+def test_warm_start_or_resume_may_sharpen_the_decoder_potential(mnist_dir, tmp_path):
     decoder = tiny_generator(potential="decoder")
     export_generator(decoder, tmp_path / "d.safetensors", {})
     cfg = BrenierTrainConfig(data=mnist_dir, run_dir=tmp_path / "warm", init=tmp_path / "d.safetensors", batch=8,
@@ -429,8 +429,17 @@ def test_warm_start_may_sharpen_the_decoder_potential(mnist_dir, tmp_path):
     lines: list[str] = []
     assert train_brenier(cfg, log=lines.append).config["noise_scale"] == 0.5
     assert any("noise scale 1 -> 0.5" in line for line in lines)
+    options = {k: v for k, v in decoder.config.items() if k != "model"}
+    cfg.init, cfg.resume, cfg.max_steps, cfg.model_options = None, True, 2, {**options, "noise_scale": 0.3}
+    resumed = train_brenier(cfg, log=lines.append)  # the game (discriminator, optimisers) goes on at a = 0.3
+    assert resumed.config["noise_scale"] == 0.3 and any("noise scale 0.5 -> 0.3" in line for line in lines)
+    assert any("resumed" in line and "step 1" in line for line in lines)
+    cfg.model_options = {**options, "noise_scale": 0.3, "code": 3}
+    with pytest.raises(InputError, match="checkpoint of another model"):
+        train_brenier(cfg)
     export_generator(tiny_generator(), tmp_path / "c.safetensors", {})
-    cfg.init, cfg.run_dir = tmp_path / "c.safetensors", tmp_path / "conv"
+    cfg.init, cfg.resume, cfg.run_dir, cfg.model_options = tmp_path / "c.safetensors", False, tmp_path / "conv", {
+        "noise_scale": 0.5}
     with pytest.raises(InputError, match="decoder potential only"):
         train_brenier(cfg)
 
