@@ -16,6 +16,11 @@ then the start times around the new default:
     python benchmarks/pnpflow_settings.py --task inpaint-random --vary views=8 \
         --base views=1 --base averages=1 --base steps=100 --base start_time=0
     python benchmarks/pnpflow_settings.py --task inpaint-box --vary start_time=0.6,0.8
+
+Session 19 started the same path from the splitting solver's answer instead of the holes' fill (no gain:
+``benchmarks/results/pnpflow_start_from_splitting_session19.log``):
+
+    python benchmarks/pnpflow_settings.py --task inpaint-box --start splitting --vary start_time=0.7,0.8,0.9
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from otmap_cli.restoration import pnpflow
+from otmap_cli.restoration import hqs, pnpflow
 from otmap_cli.restoration.options import Settings, settings_for
-from otmap_cli.restoration.physics import to_array, to_tensor
+from otmap_cli.restoration.physics import mask_tensor, to_array, to_tensor
 
 from pnpflow_iterations import TASKS, baseline
 from restore import _physics, degrade_for, first_guess, psnr
@@ -68,6 +73,9 @@ def main() -> None:
     parser.add_argument("--vary", action="append", default=[], help="FIELD=V1,V2,... (repeatable)")
     parser.add_argument("--base", action="append", default=[],
                         help="FIELD=V: change the default before varying (repeatable)")
+    parser.add_argument("--start", choices=("fill", "splitting"), default="fill",
+                        help="inpainting's first guess for t_0 > 0: the holes' fill (the product's) or the "
+                             "splitting solver's answer")
     args = parser.parse_args()
     prior, held_out, clean = held_out_setup(args)
     otmap_task = degrade_for(args.task, clean[0], seed=0)[0]
@@ -80,9 +88,12 @@ def main() -> None:
         physics, deg = _physics(otmap_task, y, mask, scale)
         label, reference = baseline(args.task, y, mask, physics, deg.noise_sigma, prior, scale)
         reference_scores.append(psnr(reference, ref))
+        start = first_guess(y, mask)
+        if args.start == "splitting" and mask is not None:
+            start = hqs.inpaint(to_tensor(y), mask_tensor(mask, y.shape[:2]), prior, deg.noise_sigma).clamp(0, 1)
         for name, settings in runs.items():
             out = pnpflow.solve(to_tensor(y), physics, prior, settings, generator=torch.Generator().manual_seed(0),
-                                noise_sigma=deg.noise_sigma, start=first_guess(y, mask))
+                                noise_sigma=deg.noise_sigma, start=start)
             scores.setdefault(name, []).append(psnr(to_array(out), ref))
         print(f"{held_out[index].name}: {label} {reference_scores[-1]:.2f}, "
               + ", ".join(f"{k} {v[-1]:.2f}" for k, v in scores.items()), flush=True)
