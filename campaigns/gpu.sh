@@ -28,7 +28,7 @@ prepare() {
         tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
         room=$((TRAVEL_BUDGET - tree))
         mkdir -p "$DATA/train_natural"
-        mapfile -t images < <(ls "$SHARED/train_natural" | grep -iE '\.(jpg|jpeg|png)$' | sort)
+        mapfile -t images < <(ls "$SHARED/train_natural" | grep -iE "\.(jpg|jpeg|png)$" | LC_ALL=C sort)
         local count=${#images[@]} used=0 kept=0
         for name in "${images[@]:count-6}" "${images[@]:0:count-6}"; do
             local size
