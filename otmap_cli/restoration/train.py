@@ -131,7 +131,8 @@ class FlowTrainer(Trainer):
 
     def summary(self) -> str:
         n_params = sum(p.numel() for p in self.prior.parameters())
-        return f"flow prior: {n_params / 1e6:.2f} M parameters, {len(self.images)} training images"
+        return (f"flow prior: {n_params / 1e6:.2f} M parameters, {len(self.images)} training images, "
+                f"{self.cfg.pixels_per_batch:,} pixels a batch")
 
     def state(self) -> tuple[dict, dict]:
         tensors = {**module_tensors("model", self.prior), **module_tensors("ema", self.ema),

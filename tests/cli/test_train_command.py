@@ -39,6 +39,7 @@ def test_train_flow_command_starts_resumes_and_exports(tmp_path):
               "--schedule-steps", "10"]
     first = invoke(*common, "--out", str(out), "--max-steps", "2", "--batch-pixels", str(2 * 128 * 128))
     assert first.exit_code == 0, first.output
+    assert "32,768 pixels a batch" in first.stderr
     again = invoke(*common, "--out", str(tmp_path / "again.safetensors"), "--init", str(out), "--resume",
                    "--max-steps", "3")
     assert again.exit_code == 0, again.output
