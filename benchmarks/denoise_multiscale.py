@@ -42,6 +42,11 @@ def double(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(up, ((0, shape[0] - up.shape[0]), (0, shape[1] - up.shape[1]), (0, 0)), mode="edge")
 
 
+def denoise(y: np.ndarray, sigma: float, prior) -> np.ndarray:
+    """The product's denoising (mmse solver) of an (h, w, 3) array at noise std ``sigma``."""
+    return restore_rgb(y.astype(np.float32), "denoise", noise_sigma=sigma, prior=prior, solver="mmse")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sigma", type=float, default=25 / 255)
@@ -55,12 +60,8 @@ def main() -> None:
     for index, path in enumerate(list_images(SHARED / "train_natural")[-6:]):
         clean = read_image(path).rgb.astype(np.float64)
         noisy = clean + args.sigma * np.random.default_rng(index).standard_normal(clean.shape)
-
-        def denoise(y: np.ndarray, sigma: float) -> np.ndarray:
-            return restore_rgb(y.astype(np.float32), "denoise", noise_sigma=sigma, prior=prior, solver="mmse")
-
-        x = denoise(noisy, args.sigma)
-        coarse = double(denoise(half(noisy), args.sigma / 2), x.shape)
+        x = denoise(noisy, args.sigma, prior)
+        coarse = double(denoise(half(noisy), args.sigma / 2, prior), x.shape)
         results = {"one scale (product)": x, "burger-harmeling": x + coarse - double(half(x), x.shape)}
         for g in widths:
             results[f"lowpass {g:g}"] = x + gaussian_filter(coarse - x, (g, g, 0), mode="reflect")

@@ -19,6 +19,7 @@ SHARED=${SHARED:-../shared/data}
 DEVICE=${DEVICE:-cuda}
 
 prepare() {
+    [[ $1 == flow || $1 == brenier ]] || { echo "prepare flow or brenier" >&2; exit 2; }
     rm -rf "$DATA" && mkdir -p "$DATA"
     case $1 in
     flow)
@@ -42,7 +43,6 @@ prepare() {
         cp -r "$SHARED/mnist" "$DATA/mnist"
         echo "mnist: $(du -sh "$DATA/mnist" | cut -f1)"
         ;;
-    *) echo "prepare flow or brenier" >&2; exit 2 ;;
     esac
 }
 
@@ -60,31 +60,30 @@ train() {
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
     [[ $DEVICE == cpu ]] || python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.cuda.get_device_name())"
     rm -rf "$work" && mkdir -p "$work"
+    local command weights returned
     case $what in
-    flow)
-        # warm start from the shipped prior; 8x the CPU batch (a GPU step costs about the same)
-        python3 -m otmap_cli train flow --data "$DATA/train_natural" --init models/flow_natural.safetensors \
-            --run-dir "$work" --out "$work/flow_natural.safetensors" --device "$DEVICE" --minutes "$minutes" \
-            --checkpoint-minutes 1.5 --lr 2e-4 --schedule-steps 20000 --batch-pixels $((8 * 32 * 64 * 64)) \
-            2>&1 | tee "$OUT/train.out" || true
-        [[ -f $work/flow_natural.safetensors ]] && ship "$work/flow_natural.safetensors"
-        ;;
-    brenier)
-        # resume the committed campaign checkpoint with its own recipe (campaigns/README.md)
+    flow)  # warm start from the shipped prior; 8x the CPU batch (a GPU step costs about the same)
+        weights=$work/flow_natural.safetensors
+        returned=("$weights")  # (its checkpoint, 150 MB, stays there)
+        command=(flow --data "$DATA/train_natural" --init models/flow_natural.safetensors --lr 2e-4
+                 --schedule-steps 20000 --batch-pixels $((8 * 32 * 64 * 64))) ;;
+    brenier)  # resume the committed campaign checkpoint with its own recipe (campaigns/README.md)
         cp campaigns/brenier_pS/checkpoint.safetensors campaigns/brenier_pS/log.jsonl "$work/"
-        python3 -m otmap_cli train brenier --data "$DATA/mnist" --run-dir "$work" \
-            --out "$work/brenier_mnist.safetensors" --code 32 --noise-scale 0.5 --pca-source --penalty-every 4 \
-            --device "$DEVICE" --minutes "$minutes" --checkpoint-minutes 1.5 --lr 5e-5 --resume \
-            2>&1 | tee "$OUT/train.out" || true
-        [[ -f $work/brenier_mnist.safetensors ]] && ship "$work/brenier_mnist.safetensors"
-        ship "$work/checkpoint.safetensors"
-        ;;
+        weights=$work/brenier_mnist.safetensors
+        returned=("$weights" "$work/checkpoint.safetensors")
+        command=(brenier --data "$DATA/mnist" --code 32 --noise-scale 0.5 --pca-source --penalty-every 4
+                 --lr 5e-5 --resume) ;;
     esac
+    python3 -m otmap_cli train "${command[@]}" --run-dir "$work" --out "$weights" --device "$DEVICE" \
+        --minutes "$minutes" --checkpoint-minutes 1.5 2>&1 | tee "$OUT/train.out" || true  # ship what there is
+    for file in "${returned[@]}"; do
+        if [[ -f $file ]]; then ship "$file"; fi
+    done
     [[ -f $work/log.jsonl ]] && cp "$work/log.jsonl" "$OUT/"
     ls -l "$OUT"
 }
 
-join() {  # the parts of every split file in $1, back into one file each
+join_parts() {  # the parts of every split file in $1, back into one file each
     for first in "$1"/*.part-00; do
         [[ -e $first ]] || continue
         cat "${first%-00}"-* > "runs/$(basename "${first%.part-00}")"
@@ -95,6 +94,6 @@ join() {  # the parts of every split file in $1, back into one file each
 case ${1:-} in
 prepare) prepare "${2:-}" ;;
 flow | brenier) train "$1" "${2:-9}" ;;
-join) join "${2:?the folder the device returned}" ;;
+join) join_parts "${2:?the folder the device returned}" ;;
 *) sed -n 2,14p "$0" >&2; exit 2 ;;
 esac
